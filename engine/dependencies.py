@@ -1,0 +1,38 @@
+"""Optional heavy dependencies: imported lazily, with an install hint for each platform when missing."""
+
+import importlib
+import importlib.util
+import platform
+import sys
+
+from .errors import DependencyMissing
+
+TENSORFLOW_REQUIREMENT = '"tensorflow-cpu==2.21.*" "numpy<2"'
+
+
+def install_hint(system: str | None = None) -> str:
+    """The command that installs TensorFlow into QGIS's own Python on this platform (Debian, Windows, macOS)."""
+    system = system or platform.system()
+    if system == "Windows":
+        return ("In the OSGeo4W Shell: python -m pip install " + TENSORFLOW_REQUIREMENT)
+    if system == "Darwin":
+        return ("/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user "
+                '"tensorflow==2.21.*" "numpy<2"  (macOS has no tensorflow-cpu wheel)')
+    return ("python3 -m pip install --user --break-system-packages " + TENSORFLOW_REQUIREMENT
+            + "  (Debian/Ubuntu; numpy<2 keeps Debian's GDAL bindings working)")
+
+
+def tensorflow_available() -> bool:
+    """True when TensorFlow can be found, without importing it (cheap enough for plugin start-up)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def import_tensorflow():
+    """Import TensorFlow, or raise DependencyMissing with the platform's install command."""
+    try:
+        tf = importlib.import_module("tensorflow")
+    except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
+        raise DependencyMissing(
+            f"TensorFlow cannot be imported in this Python ({sys.executable}, {exc.__class__.__name__}: {exc}). "
+            f"Install it into QGIS's Python: {install_hint()}") from exc
+    return tf

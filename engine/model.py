@@ -1,0 +1,213 @@
+"""SavedModel introspection and execution: names, dtypes and shapes are read from the signature.
+
+Keras 2 exports name outputs after layers, Keras 3 after the outputs dict's keys (otbtf-semantics.md 2.2),
+so nothing here guesses a name: the signature is the truth, as for OTBTF's TensorflowModelServe.
+"""
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dependencies import import_tensorflow
+from .errors import EngineError
+
+SERVE_TAG = "serve"
+DEFAULT_SIGNATURE = "serving_default"
+OTBTF_CROPS = (16, 32, 64, 96, 128)  # otbtf ModelBase's default inference_cropping
+
+_CROP_PATTERN = re.compile(r"^(?P<base>.+)_crop(?P<crop>\d+)$")
+
+
+def cropped_tensor_name(name: str, crop: int) -> str:
+    """otbtf's naming convention for the output cropped by `crop` pixels on each side."""
+    return f"{name}_crop{crop}"
+
+
+def split_crop(name: str) -> tuple:
+    """(base name, crop) of an output name; crop 0 for a name without `_cropN`."""
+    match = _CROP_PATTERN.match(name)
+    return (match["base"], int(match["crop"])) if match else (name, 0)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A signature entry: key, dtype name, shape (None for unknown dimensions; None for unknown rank)."""
+
+    name: str
+    dtype: str
+    shape: tuple | None
+
+    @property
+    def channels(self) -> int | None:
+        """Channels of this tensor as OTBTF counts them: rank 1 or 3 -> 1, rank 4 -> last dimension."""
+        if self.shape is None:
+            return None
+        if len(self.shape) in (1, 3):
+            return 1
+        return self.shape[-1]
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """The inputs and outputs of one signature of a SavedModel."""
+
+    model_dir: str
+    key: str
+    inputs: tuple
+    outputs: tuple
+
+    @property
+    def input_names(self) -> list:
+        """Input keys in alphabetical order: OTBTF's default assignment of sources to placeholders."""
+        return sorted(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> list:
+        """Output keys in alphabetical order."""
+        return sorted(t.name for t in self.outputs)
+
+    def input(self, name: str) -> TensorInfo:
+        """The input called `name` (OTBTF matches the part of a key before any ':')."""
+        return _find(self.inputs, name)
+
+    def output(self, name: str) -> TensorInfo | None:
+        """The output called `name`, or None."""
+        return _find(self.outputs, name)
+
+    def crops_of(self, base: str) -> dict:
+        """{crop: output name} for `base` itself (crop 0) and each of its `_cropN` outputs."""
+        crops = {}
+        for name in self.output_names:
+            stem, crop = split_crop(name)
+            if stem == base or name == base:
+                crops[crop if name != base else 0] = name
+        return dict(sorted(crops.items()))
+
+    def base_outputs(self) -> list:
+        """Output names that are not `_cropN` variants of another output."""
+        names = set(self.output_names)
+        return [n for n in self.output_names if not (split_crop(n)[1] and split_crop(n)[0] in names)]
+
+
+def _find(tensors, name):
+    for tensor in tensors:
+        if tensor.name == name or tensor.name.split(":")[0] == name:
+            return tensor
+    return None
+
+
+def check_model_dir(model_dir: str) -> None:
+    """Refuse what is not a SavedModel folder, with the reason and the fix."""
+    if not model_dir:
+        raise EngineError("No model folder given; choose the SavedModel folder (the one holding "
+                          "saved_model.pb).", "MODEL")
+    if os.path.isfile(model_dir) and model_dir.endswith((".keras", ".h5", ".hdf5")):
+        raise EngineError(f"{model_dir!r} is a Keras model file, not a SavedModel folder; export it with "
+                          "model.export('folder') (Keras 3) or model.save('folder') (Keras 2).", "MODEL")
+    if not os.path.isdir(model_dir):
+        raise EngineError(f"The model folder {model_dir!r} does not exist.", "MODEL")
+    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+        raise EngineError(f"{model_dir!r} is not a SavedModel folder: it has no saved_model.pb. Choose the "
+                          "folder that model.export() or tf.saved_model.save() wrote.", "MODEL")
+
+
+def _tensor_info(name, proto, tf):
+    dtype = tf.dtypes.as_dtype(proto.dtype).name
+    if proto.tensor_shape.unknown_rank:
+        return TensorInfo(name, dtype, None)
+    shape = tuple(None if d.size < 0 else int(d.size) for d in proto.tensor_shape.dim)
+    return TensorInfo(name, dtype, shape)
+
+
+def read_signature(model_dir: str, tag: str = SERVE_TAG) -> ModelSignature:
+    """Read a SavedModel's signature (serving_default, else the first) without loading its variables."""
+    check_model_dir(model_dir)
+    tf = import_tensorflow()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(model_dir, "saved_model.pb"), "rb") as handle:
+        try:
+            proto.ParseFromString(handle.read())
+        except Exception as exc:
+            raise EngineError(f"{model_dir!r}: saved_model.pb cannot be parsed ({exc}).", "MODEL") from exc
+    graphs = [g for g in proto.meta_graphs if tag in g.meta_info_def.tags]
+    if not graphs:
+        tags = sorted({t for g in proto.meta_graphs for t in g.meta_info_def.tags})
+        raise EngineError(f"The SavedModel in {model_dir!r} has no '{tag}' tag set (it has: "
+                          f"{', '.join(tags) or 'none'}); export it for serving.", "MODEL")
+    signatures = {k: v for k, v in graphs[0].signature_def.items() if not k.startswith("__")}
+    if not signatures:
+        raise EngineError(f"The SavedModel in {model_dir!r} has no signature; export it with a serving "
+                          "signature (model.export() or tf.saved_model.save(..., signatures=...)).", "MODEL")
+    key = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in signatures else sorted(signatures)[0]
+    sig = signatures[key]
+    inputs = tuple(_tensor_info(k, v, tf) for k, v in sorted(sig.inputs.items()))
+    outputs = tuple(_tensor_info(k, v, tf) for k, v in sorted(sig.outputs.items()))
+    return ModelSignature(model_dir, key, inputs, outputs)
+
+
+class SavedModel:
+    """A loaded SavedModel signature that maps numpy inputs to numpy outputs."""
+
+    _cache: dict = {}
+    _lock = threading.Lock()
+
+    def __init__(self, signature: ModelSignature, function, device: str):
+        self.signature = signature
+        self.function = function
+        self.device = device
+
+    @classmethod
+    def load(cls, model_dir: str) -> "SavedModel":
+        """Load (or reuse, while the folder is unchanged) the model in `model_dir`."""
+        signature = read_signature(model_dir)
+        stamp = (os.path.abspath(model_dir), os.path.getmtime(os.path.join(model_dir, "saved_model.pb")))
+        with cls._lock:
+            if stamp in cls._cache:
+                return cls._cache[stamp]
+            tf = import_tensorflow()
+            try:
+                loaded = tf.saved_model.load(model_dir, tags=[SERVE_TAG])
+            except Exception as exc:
+                raise EngineError(f"TensorFlow cannot load the SavedModel in {model_dir!r}: {exc}", "MODEL") from exc
+            function = loaded.signatures[signature.key]
+            function._keep_alive = loaded  # the concrete function does not own the loaded object
+            gpus = tf.config.list_physical_devices("GPU")
+            device = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU"
+            model = cls(signature, function, device)
+            cls._cache.clear()  # keep one model: they can be large
+            cls._cache[stamp] = model
+            return model
+
+    def run(self, feeds: dict, output_names: list) -> dict:
+        """Run the signature on {placeholder: (n, h, w, c) array}; return {name: (n, h, w, c) float32}."""
+        tf = import_tensorflow()
+        tensors = {}
+        for name, array in feeds.items():
+            info = self.signature.input(name)
+            tensors[info.name] = tf.convert_to_tensor(array.astype(info.dtype, copy=False))
+        try:
+            results = self.function(**tensors)
+        except Exception as exc:
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+            raise EngineError(f"The model failed on input tensors {shapes}: {_first_line(exc)}. Check the "
+                              "receptive fields (a strided network needs input sizes that are multiples of "
+                              "its total stride) and the placeholders.", "SOURCE1_RFIELD") from exc
+        out = {}
+        for name in output_names:
+            value = np.asarray(results[self.signature.output(name).name])
+            if value.ndim == 3:
+                value = value[..., np.newaxis]
+            elif value.ndim == 2:
+                value = value[:, np.newaxis, np.newaxis, :]
+            out[name] = value.astype(np.float32, copy=False)
+        return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
