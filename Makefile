@@ -1,0 +1,50 @@
+# Two commands do all the set-up on a fresh Debian machine (see README.md):
+#   make demo   installs what is missing, then runs both inference algorithms on the sample
+#   make test   installs what is missing, then runs every test
+# Works as root and as a user with sudo. Everything else (venv, plugin link, QGIS profile) stays in the checkout.
+
+SHELL := /bin/bash
+APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-matplotlib python3-venv \
+                xvfb xauth
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PLUGIN_LINK := .build/plugins/seamless_inference
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: install apt venv plugin demo test clean-build
+
+install: apt venv plugin
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# QGIS finds plugins by folder name: expose this checkout as .build/plugins/seamless_inference
+plugin: $(PLUGIN_LINK)
+
+$(PLUGIN_LINK):
+	@mkdir -p $(dir $@) && ln -sfn "$(CURDIR)" $@
+
+demo: install
+	$(PY) tools/demo.py
+
+test: install
+	$(PY) -m pytest
+
+clean-build:
+	rm -rf .build

@@ -1,0 +1,231 @@
+"""What the inference algorithms share: the TensorflowModelServe parameter block, its reading, error mapping."""
+
+import os
+
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterString)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..engine import DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing, EngineError, Source
+from ..engine.inference import InferenceRequest
+from .styling import load_styled
+
+ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
+README_URL = "https://github.com/seamless-inference/seamless_inference#"
+MAX_SOURCES = 3
+SOURCE_DEFAULT_RFIELDS = (128, 32, 0)  # the seed's PAN 128 / XS 32; 0 = the ground footprint of source 1's
+
+
+class SeamlessAlgorithm(QgsProcessingAlgorithm):
+    """Base of the provider's algorithms: translation, ids, icon, help link, engine error mapping."""
+
+    ICON = "seamless.svg"
+
+    def tr(self, text: str) -> str:
+        """Translate a user-facing string."""
+        return QCoreApplication.translate("SeamlessInference", text)
+
+    def createInstance(self):  # noqa: N802 (QGIS API name)
+        """A fresh instance of the same algorithm."""
+        return type(self)()
+
+    def group(self) -> str:
+        """Toolbox group (all algorithms sit at the provider's top level)."""
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        """No group."""
+        return ""
+
+    def icon(self) -> QIcon:
+        """The algorithm's own icon."""
+        return QIcon(os.path.join(ICONS, self.ICON))
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The algorithm's section of the README."""
+        return README_URL + self.name()
+
+    def fail(self, exc: Exception) -> QgsProcessingException:
+        """A QgsProcessingException naming the parameter at fault, from an engine error."""
+        if isinstance(exc, Cancelled):
+            return QgsProcessingException(self.tr("Cancelled: no output file was written."))
+        if isinstance(exc, DependencyMissing):
+            return QgsProcessingException(str(exc))
+        if isinstance(exc, EngineError) and exc.parameter:
+            return QgsProcessingException(f"{exc} [parameter {exc.parameter}]")
+        return QgsProcessingException(str(exc))
+
+
+class InferenceAlgorithm(SeamlessAlgorithm):
+    """The TensorflowModelServe parameter block and run, shared by artifact-prone and valid-part inference."""
+
+    MODEL = "MODEL"
+    OUTPUT_NAMES = "OUTPUT_NAMES"
+    EFIELD = "EFIELD"
+    SPCSCALE = "SPCSCALE"
+    EXTENT = "EXTENT"
+    EXTENT_MODE = "EXTENT_MODE"
+    PADDING = "PADDING"
+    TILE_SIZE = "TILE_SIZE"
+    BATCH_SIZE = "BATCH_SIZE"
+    DATA_TYPE = "DATA_TYPE"
+    DISPLAY_BAND = "DISPLAY_BAND"
+    OUTPUT = "OUTPUT"
+
+    EXTENT_MODE_LABELS = ("Full: the whole extent of source 1 (virtual padding beyond the edges)",
+                          "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
+    PADDING_LABELS = ("Mirror", "Zeros")
+    DATA_TYPE_NAMES = tuple(DATA_TYPES)
+
+    @staticmethod
+    def source_key(index: int, suffix: str = "") -> str:
+        """SOURCE1, SOURCE1_RFIELD, ... (index from 1)."""
+        return f"SOURCE{index}{suffix}"
+
+    def advanced(self, parameter):
+        """Mark a parameter Advanced and return it."""
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return parameter
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        """The model, up to three sources, the output fields, the grid and tiling, the output raster."""
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"),
+            behavior=QgsProcessingParameterFile.Folder))
+        for index in range(1, MAX_SOURCES + 1):
+            optional = index > 1
+            self.addParameter(QgsProcessingParameterMultipleLayers(
+                self.source_key(index), self.tr(f"Source {index}: raster(s), stacked as channels"
+                                                + (" [optional]" if optional else "")),
+                QgsProcessing.TypeRaster, optional=optional))
+            rfield = QgsProcessingParameterNumber(
+                self.source_key(index, "_RFIELD"),
+                self.tr(f"Source {index}: receptive field (pixels of source {index}"
+                        + (", 0 = same ground size as source 1)" if index > 1 else ")")),
+                QgsProcessingParameterNumber.Integer, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0)
+            self.addParameter(rfield if index < 3 else self.advanced(rfield))
+            placeholder = QgsProcessingParameterString(
+                self.source_key(index, "_PLACEHOLDER"),
+                self.tr(f"Source {index}: placeholder (model input; empty = inputs in alphabetical order)"),
+                optional=True)
+            self.addParameter(placeholder if index < 3 else self.advanced(placeholder))
+            self.addParameter(self.advanced(QgsProcessingParameterNumber(
+                self.source_key(index, "_NODATA"),
+                self.tr(f"Source {index}: no-data value (tiles entirely no-data are skipped)"),
+                QgsProcessingParameterNumber.Double, optional=True)))
+        self.addParameter(QgsProcessingParameterString(
+            self.OUTPUT_NAMES, self.tr(self.OUTPUT_NAMES_LABEL), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.EFIELD, self.tr("Expression field (output pixels; 0 = receptive field - 2 x crop)"),
+            QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, self.tr("Extent (region of interest, like OTBTF's box=)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
+            defaultValue=0))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.SPCSCALE, self.tr("Output spacing scale (output pixel = source 1 pixel x scale)"),
+            QgsProcessingParameterNumber.Double, 1.0, minValue=0.0001)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.PADDING, self.tr("Virtual padding beyond the image edges (Full mode)"),
+            [self.tr(s) for s in self.PADDING_LABELS], defaultValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call (0 = Auto)"),
+            QgsProcessingParameterNumber.Integer, 0, minValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.DISPLAY_BAND, self.tr("Band to display (2 = class 1, the seed's buildings softmax)"),
+            QgsProcessingParameterNumber.Integer, 2, minValue=1))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
+
+    def sources(self, parameters, context) -> list:
+        """The sources given, as engine Sources (rasters must be GDAL files)."""
+        sources = []
+        for index in range(1, MAX_SOURCES + 1):
+            layers = self.parameterAsLayerList(parameters, self.source_key(index), context)
+            if not layers:
+                if index == 1:
+                    raise QgsProcessingException(self.tr("Source 1 needs at least one raster [parameter SOURCE1]."))
+                continue
+            if len(sources) < index - 1:
+                raise QgsProcessingException(self.tr(
+                    f"Source {index} is given but source {index - 1} is not; fill the sources in order "
+                    f"[parameter SOURCE{index - 1}]."))
+            paths = []
+            for layer in layers:
+                if layer.providerType() != "gdal":
+                    raise QgsProcessingException(self.tr(
+                        f"Source {index}: {layer.name()} is not a raster file read by GDAL (provider "
+                        f"{layer.providerType()}); save it as a GeoTIFF first [parameter SOURCE{index}]."))
+                paths.append(layer.source().split("|")[0])
+            rfield = self.parameterAsInt(parameters, self.source_key(index, "_RFIELD"), context)
+            if rfield == 0:
+                if index == 1:
+                    raise QgsProcessingException(self.tr(
+                        "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
+                reference = self.parameterAsLayerList(parameters, self.source_key(1), context)[0]
+                ratio = layers[0].rasterUnitsPerPixelX() / reference.rasterUnitsPerPixelX()
+                rfield = max(1, round(sources[0].rfield[0] / ratio))
+            placeholder = self.parameterAsString(parameters, self.source_key(index, "_PLACEHOLDER"), context)
+            nodata_key = self.source_key(index, "_NODATA")
+            nodata = (self.parameterAsDouble(parameters, nodata_key, context)
+                      if parameters.get(nodata_key) not in (None, "") else None)
+            sources.append(Source(tuple(paths), (rfield, rfield), placeholder.strip() or None, nodata))
+        return sources
+
+    def request(self, parameters, context, sources) -> InferenceRequest:
+        """The engine request of the parameters (output names left to the subclass's defaults)."""
+        names = [n.strip() for n in self.parameterAsString(parameters, self.OUTPUT_NAMES, context).split(",")
+                 if n.strip()]
+        efield = self.parameterAsInt(parameters, self.EFIELD, context)
+        extent = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            crs = self.parameterAsLayerList(parameters, self.source_key(1), context)[0].crs()
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+            if not rect.isNull() and not rect.isEmpty():
+                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        tile = self.parameterAsInt(parameters, self.TILE_SIZE, context)
+        batch = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
+        return InferenceRequest(
+            model_dir=self.parameterAsFile(parameters, self.MODEL, context),
+            sources=tuple(sources), output_names=tuple(names), efield=(efield, efield) if efield else None,
+            spcscale=self.parameterAsDouble(parameters, self.SPCSCALE, context), extent=extent,
+            extent_mode=EXTENT_MODES[self.parameterAsEnum(parameters, self.EXTENT_MODE, context)],
+            padding=PADDINGS[self.parameterAsEnum(parameters, self.PADDING, context)],
+            tile_size=tile or None, batch_size=batch or None,
+            data_type=self.DATA_TYPE_NAMES[self.parameterAsEnum(parameters, self.DATA_TYPE, context)])
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Parameters in, one engine run, the output (named and styled) out."""
+        from ..engine.inference import run_inference
+
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        try:
+            request = self.complete(self.request(parameters, context, self.sources(parameters, context)), feedback)
+            result = run_inference(request, output, progress=lambda f: feedback.setProgress(100.0 * f),
+                                   is_canceled=feedback.isCanceled, log_info=feedback.pushInfo)
+        except (EngineError, Cancelled, DependencyMissing) as exc:
+            raise self.fail(exc) from exc
+        plan = result.plan
+        name = self.layer_name(plan)
+        load_styled(context, output, name, self.parameterAsInt(parameters, self.DISPLAY_BAND, context))
+        return {self.OUTPUT: output}
+
+    # hooks for the subclasses
+    OUTPUT_NAMES_LABEL = "Output name(s) in the signature, comma separated (empty = from the model)"
+    TILE_SIZE_LABEL = "Tile size (output pixels; 0 = Auto)"
+    OUTPUT_LABEL = "Output raster"
+
+    def complete(self, request: InferenceRequest, feedback) -> InferenceRequest:
+        """Fill the defaults that depend on the model (output names, crop)."""
+        return request
+
+    def layer_name(self, plan) -> str:
+        """The name of the layer loaded in the canvas."""
+        return ", ".join(plan.output_names)

@@ -1,0 +1,44 @@
+"""How results look in the canvas: one post-processor names and styles every loaded output layer."""
+
+from qgis.core import (QgsContrastEnhancement, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
+                       QgsRasterLayer, QgsSingleBandGrayRenderer)
+
+_ALIVE = []  # sip deletes unreferenced Python post-processors before QGIS calls them
+
+
+class GrayStretch(QgsProcessingLayerPostProcessorInterface):
+    """Single-band gray on one band, stretched from `minimum` to `maximum` (0..1 for softmax outputs)."""
+
+    def __init__(self, band: int, minimum: float = 0.0, maximum: float = 1.0, name: str | None = None):
+        super().__init__()
+        self.band, self.minimum, self.maximum, self.name = band, minimum, maximum, name
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+        """Apply the renderer (the main thread calls this once the layer is in the project)."""
+        if not isinstance(layer, QgsRasterLayer):
+            return
+        band = self.band if 1 <= self.band <= layer.bandCount() else 1
+        if band != self.band:
+            feedback.pushWarning(f"Band {self.band} does not exist in {layer.name()}; showing band 1.")
+        renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), band)
+        enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(self.minimum)
+        enhancement.setMaximumValue(self.maximum)
+        renderer.setContrastEnhancement(enhancement)
+        layer.setRenderer(renderer)
+        if self.name:
+            layer.setName(self.name)
+        layer.triggerRepaint()
+
+
+def load_styled(context: QgsProcessingContext, output: str, name: str, band: int) -> None:
+    """If the output is to be loaded, give it `name` and the gray 0..1 style on `band`."""
+    if not context.willLoadLayerOnCompletion(output):
+        return
+    details = context.layerToLoadOnCompletionDetails(output)
+    details.name = name
+    details.forceName = True
+    styler = GrayStretch(band, name=name)
+    _ALIVE.append(styler)
+    details.setPostProcessor(styler)

@@ -1,0 +1,1 @@
+"""The Processing provider `seamless` and what the desktop shows around it."""
