@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import os
 import platform
 import sys
 
@@ -28,11 +29,25 @@ def tensorflow_available() -> bool:
 
 
 def import_tensorflow():
-    """Import TensorFlow, or raise DependencyMissing with the platform's install command."""
+    """Import TensorFlow, or raise DependencyMissing with the platform's install command.
+
+    Inside QGIS (desktop and qgis_process) the executable links Debian's libprotobuf into the global symbol
+    scope; TensorFlow's own protobuf then resolves to it and aborts ("File already exists in database").
+    RTLD_DEEPBIND makes TensorFlow's libraries use their own symbols first. Measured: without it
+    qgis_process.bin dies at `import tensorflow`; with it the model runs.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
     try:
+        if flags is not None and hasattr(os, "RTLD_DEEPBIND"):
+            sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
         tf = importlib.import_module("tensorflow")
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
             f"TensorFlow cannot be imported in this Python ({sys.executable}, {exc.__class__.__name__}: {exc}). "
             f"Install it into QGIS's Python: {install_hint()}") from exc
+    finally:
+        if flags is not None:
+            sys.setdlopenflags(flags)
     return tf

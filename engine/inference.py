@@ -128,11 +128,17 @@ def _probe_sources(sources, placeholders, lattice, rfields):
         cache = {}
 
         def make_input(width, height, variant, reader=reader, cache=cache):
-            if (width, height) not in cache:
-                cache[(width, height)] = reader.read(reader.width // 2 - width // 2,
-                                                     reader.height // 2 - height // 2, width, height)
-            data = cache[(width, height)]
-            return data if variant == 0 else data[::-1, ::-1]
+            key = (width, height, variant)
+            if key not in cache:
+                data = reader.read(reader.width // 2 - width // 2, reader.height // 2 - height // 2, width, height)
+                # variant 1 must differ everywhere, even on a constant or mirror-symmetric image: roll it by
+                # odd offsets and add seeded noise (both variants, so neither is degenerate)
+                rng = np.random.default_rng(variant)
+                if variant:
+                    data = np.roll(data, (height // 3 + 1, width // 5 + 1), axis=(0, 1))
+                spread = float(data.std()) * 0.05 + 1e-3 * (1.0 + float(np.abs(data).mean()))
+                cache[key] = (data + rng.normal(0.0, spread, data.shape)).astype(np.float32)
+            return cache[key]
 
         probes.append(ProbeSource(placeholders[index], lattice.sources_x[index].step,
                                   lattice.sources_y[index].step, rfields[index], make_input))

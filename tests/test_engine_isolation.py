@@ -1,0 +1,33 @@
+"""The engine is a library of its own: it never imports qgis, and works from plain Python."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import MODEL, PAN, PLUGINS, ROOT, XS
+
+SCRIPT = f"""
+import sys
+sys.path.insert(0, {str(PLUGINS)!r})
+from seamless_inference.engine import InferenceRequest, Source, run_inference, read_signature
+signature = read_signature({str(MODEL)!r})
+request = InferenceRequest({str(MODEL)!r}, (Source(({str(PAN)!r},), (128, 128)), Source(({str(XS)!r},), (32, 32))),
+                           output_names=("estimated_crop32",))
+result = run_inference(request, sys.argv[1])
+assert not [m for m in sys.modules if m == "qgis" or m.startswith("qgis.")], "the engine imported qgis"
+print("OK", result.plan.size, result.plan.exact)
+"""
+
+
+def test_engine_runs_from_plain_python_without_qgis(tmp_path):
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "out.tif")], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "OK (500, 500) True" in run.stdout
+
+
+def test_no_engine_module_imports_qgis():
+    for path in Path(ROOT, "engine").rglob("*.py"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            assert not stripped.startswith(("import qgis", "from qgis")), f"{path}: {line}"

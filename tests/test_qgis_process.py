@@ -1,0 +1,44 @@
+"""qgis_process.bin (QGIS 3.22) loads the plugin, runs it with the same pixels, and copes without TensorFlow."""
+
+import numpy as np
+import pytest
+from conftest import MODEL, PAN, XS, qgis_process, seed_sources
+from osgeo import gdal
+
+from seamless_inference.engine import InferenceRequest, run_inference
+
+pytestmark = pytest.mark.slow
+
+
+def test_qgis_process_lists_the_provider():
+    listing = qgis_process("list")
+    assert listing.returncode == 0, listing.stderr
+    assert "seamless:validpartinference\tValid-part inference" in listing.stdout
+    assert "seamless:artifactproneinference\tArtifact-prone inference" in listing.stdout
+
+
+def test_qgis_process_gives_the_engine_pixels(tmp_path):
+    output = tmp_path / "valid.tif"
+    run = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                       f"SOURCE2={XS}", f"OUTPUT={output}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "using estimated_crop32" in run.stdout
+    engine = tmp_path / "engine.tif"
+    run_inference(InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",)), str(engine))
+    a, b = (gdal.Open(str(p)).ReadAsArray() for p in (output, engine))
+    assert np.abs(a - b).max() == 0.0
+
+
+def test_without_tensorflow_the_provider_loads_and_says_how_to_install_it(tmp_path):
+    env = {"SEAMLESS_NO_VENV": "1", "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")}
+    listing = qgis_process("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "seamless:validpartinference" in listing.stdout
+    output = tmp_path / "valid.tif"
+    run = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                       f"SOURCE2={XS}", f"OUTPUT={output}", env=env)
+    if "TensorFlow cannot be imported" not in run.stdout + run.stderr:
+        pytest.skip("TensorFlow is importable in QGIS's Python without the venv here; nothing to check")
+    assert run.returncode != 0
+    assert 'pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"' in run.stdout + run.stderr
+    assert not output.exists()
