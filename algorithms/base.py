@@ -11,6 +11,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine import DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing, EngineError, Source
 from ..engine.inference import InferenceRequest
+from ..engine.raster import COMPRESSIONS
 from .styling import load_styled
 
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
@@ -72,6 +73,7 @@ class InferenceAlgorithm(SeamlessAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     BATCH_SIZE = "BATCH_SIZE"
     DATA_TYPE = "DATA_TYPE"
+    COMPRESSION = "COMPRESSION"
     DISPLAY_BAND = "DISPLAY_BAND"
     OUTPUT = "OUTPUT"
 
@@ -79,6 +81,8 @@ class InferenceAlgorithm(SeamlessAlgorithm):
                           "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
     PADDING_LABELS = ("Mirror", "Zeros")
     DATA_TYPE_NAMES = tuple(DATA_TYPES)
+    COMPRESSION_LABELS = ("Auto (ZSTD for integer types, none for float: it saves ~10 % at 2.6x the write time)",
+                          "ZSTD", "DEFLATE", "None")
 
     @staticmethod
     def source_key(index: int, suffix: str = "") -> str:
@@ -139,6 +143,9 @@ class InferenceAlgorithm(SeamlessAlgorithm):
             QgsProcessingParameterNumber.Integer, 0, minValue=0)))
         self.addParameter(self.advanced(QgsProcessingParameterEnum(
             self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
+            defaultValue=0)))
         self.addParameter(QgsProcessingParameterNumber(
             self.DISPLAY_BAND, self.tr("Band to display (2 = class 1, the seed's buildings softmax)"),
             QgsProcessingParameterNumber.Integer, 2, minValue=1))
@@ -199,7 +206,8 @@ class InferenceAlgorithm(SeamlessAlgorithm):
             extent_mode=EXTENT_MODES[self.parameterAsEnum(parameters, self.EXTENT_MODE, context)],
             padding=PADDINGS[self.parameterAsEnum(parameters, self.PADDING, context)],
             tile_size=tile or None, batch_size=batch or None,
-            data_type=self.DATA_TYPE_NAMES[self.parameterAsEnum(parameters, self.DATA_TYPE, context)])
+            data_type=self.DATA_TYPE_NAMES[self.parameterAsEnum(parameters, self.DATA_TYPE, context)],
+            compression=COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)])
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine run, the output (named and styled) out."""

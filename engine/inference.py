@@ -8,6 +8,7 @@ a temporary file renamed at the end. Memory is bounded by the tile and batch siz
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from math import ceil
 
@@ -22,7 +23,7 @@ from .raster import MIRROR, ZEROS, OutputWriter, SourceReader, raster_info, same
 FULL, OTBTF = "full", "otbtf"
 EXTENT_MODES = (FULL, OTBTF)
 PADDINGS = (MIRROR, ZEROS)
-AUTO_TILE_MAX = 1024       # output pixels; large tiles amortise the receptive-field margins
+AUTO_TILE_MAX = 2048       # output pixels; large tiles amortise the receptive-field margins
 BATCH_PIXELS = 4_000_000   # input pixels per TensorFlow call (several tiles per call)
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class InferenceRequest:
     data_type: str = "float32"
     background: float = 0.0
     crop: int = 0
+    compression: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -403,35 +405,54 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
     tiles = _tiles(plan)
     say(f"Tiles: {len(tiles)} of {plan.tile[0]} x {plan.tile[1]} output pixels, {plan.batch} per TensorFlow call.")
     writer = OutputWriter(output_path, width, height, bands, plan.geotransform, plan.crs_wkt,
-                          request.data_type, band_names=band_names)
+                          request.data_type, band_names=band_names, compression=request.compression)
+    batches = [tiles[i:i + plan.batch] for i in range(0, len(tiles), plan.batch)]
     skipped = 0
-    try:
-        for first in range(0, len(tiles), plan.batch):
-            if is_canceled and is_canceled():
-                raise Cancelled("Cancelled by the user.")
-            group = tiles[first:first + plan.batch]
-            feeds, keep = _read_batch(plan, readers, group)
-            skipped += len(group) - len(keep)
-            outputs = _run_batch(plan, model, feeds, keep) if keep else None
-            for index, (tx, ty) in enumerate(group):
-                (rows, cols), (ox, oy) = _clip(plan, tx, ty)
-                if index in keep:
-                    block = outputs[keep.index(index)][rows, cols]
-                else:
-                    shape = (rows.stop - rows.start, cols.stop - cols.start, bands)
-                    block = np.full(shape, request.background, np.float32)
-                if block.size:
-                    writer.write(ox, oy, block)
-            if progress:
-                progress(min(1.0, (first + len(group)) / len(tiles)))
-        path = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    # a three-stage pipeline: the next batch is read and the last one written while TensorFlow computes;
+    # GDAL and TensorFlow release the GIL, and at most three batches are in memory
+    with ThreadPoolExecutor(1, "seamless-read") as reading, ThreadPoolExecutor(1, "seamless-write") as writing:
+        try:
+            pending_read = reading.submit(_read_batch, plan, readers, batches[0])
+            pending_write = None
+            for index, group in enumerate(batches):
+                if is_canceled and is_canceled():
+                    raise Cancelled("Cancelled by the user.")
+                feeds, keep = pending_read.result()
+                if index + 1 < len(batches):
+                    pending_read = reading.submit(_read_batch, plan, readers, batches[index + 1])
+                skipped += len(group) - len(keep)
+                outputs = _run_batch(plan, model, feeds, keep) if keep else []
+                if pending_write is not None:
+                    pending_write.result()
+                pending_write = writing.submit(_write_batch, plan, writer, group, keep, outputs, bands)
+                if progress:
+                    progress((index + 1) / len(batches))
+            if pending_write is not None:
+                pending_write.result()
+            path = writer.commit()
+        except BaseException:
+            reading.shutdown(wait=True, cancel_futures=True)
+            writing.shutdown(wait=True, cancel_futures=True)
+            writer.abort()
+            raise
     seconds = time.perf_counter() - started
     say(f"Wrote {path} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s of output"
         + (f", {skipped} empty tile(s) skipped" if skipped else "") + ").")
     return InferenceResult(path, plan, len(tiles), skipped, seconds, model.device)
+
+
+def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, bands) -> None:
+    """Write the part of each tile of `group` inside the output window (background for skipped tiles)."""
+    for index, (tx, ty) in enumerate(group):
+        (rows, cols), (ox, oy) = _clip(plan, tx, ty)
+        if index in keep:
+            block = outputs[keep.index(index)][rows, cols]
+        else:
+            shape = (rows.stop - rows.start, cols.stop - cols.start, bands)
+            block = np.full(shape, plan.request.background, np.float32)
+        if block.size:
+            writer.write(ox, oy, block)
+    writer.flush()  # to disk now, in this thread, rather than all at once when the file is closed
 
 
 def _band_names(model, output_names) -> list:

@@ -160,6 +160,23 @@ class SavedModel:
         self.signature = signature
         self.function = function
         self.device = device
+        self._runners = {}
+
+    def _runner(self, keys: tuple):
+        """A tf.function returning only `keys`: TensorFlow then prunes the other outputs' work (the sample's
+        signature copies its raw output into five `_cropN` outputs; asking for one is 1.75x faster)."""
+        if keys not in self._runners:
+            tf = import_tensorflow()
+            function = self.function
+            specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in function.structured_input_signature[1].items()}
+
+            @tf.function(input_signature=[specs])
+            def run(inputs):
+                results = function(**inputs)
+                return [results[k] for k in keys]
+
+            self._runners[keys] = run
+        return self._runners[keys]
 
     @classmethod
     def load(cls, model_dir: str) -> "SavedModel":
@@ -190,16 +207,17 @@ class SavedModel:
         for name, array in feeds.items():
             info = self.signature.input(name)
             tensors[info.name] = tf.convert_to_tensor(array.astype(info.dtype, copy=False))
+        keys = tuple(self.signature.output(n).name for n in output_names)
         try:
-            results = self.function(**tensors)
+            results = dict(zip(keys, self._runner(keys)(tensors)))
         except Exception as exc:
             shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
             raise EngineError(f"The model failed on input tensors {shapes}: {_first_line(exc)}. Check the "
                               "receptive fields (a strided network needs input sizes that are multiples of "
                               "its total stride) and the placeholders.", "SOURCE1_RFIELD") from exc
         out = {}
-        for name in output_names:
-            value = np.asarray(results[self.signature.output(name).name])
+        for name, key in zip(output_names, keys):
+            value = np.asarray(results[key])
             if value.ndim == 3:
                 value = value[..., np.newaxis]
             elif value.ndim == 2:

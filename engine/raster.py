@@ -14,6 +14,9 @@ gdal.UseExceptions()
 
 MIRROR, ZEROS = "mirror", "zeros"
 
+AUTO, ZSTD, DEFLATE, NONE = "auto", "zstd", "deflate", "none"
+COMPRESSIONS = (AUTO, ZSTD, DEFLATE, NONE)
+
 DATA_TYPES = {
     "float32": gdal.GDT_Float32, "float64": gdal.GDT_Float64, "uint8": gdal.GDT_Byte,
     "int16": gdal.GDT_Int16, "uint16": gdal.GDT_UInt16, "int32": gdal.GDT_Int32, "uint32": gdal.GDT_UInt32,
@@ -115,6 +118,22 @@ class SourceReader:
         self.datasets = []
 
 
+def creation_options(compression: str, data_type: str) -> list:
+    """GeoTIFF compression options. Auto: ZSTD for integer outputs; none for float outputs, because lossless
+    compression of model probabilities saves about 10 % (measured on the sample's softmax: 89.7 vs 100.7 MB)
+    for 2.6 times the write time (13.6 vs 35.7 Mpx/s on 6 bands), which would halve the pipeline's speed."""
+    if compression not in COMPRESSIONS:
+        raise EngineError(f"Unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}.",
+                          "COMPRESSION")
+    if compression == AUTO:
+        compression = NONE if data_type.startswith("float") else ZSTD
+    if compression == ZSTD:
+        return ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"]
+    if compression == DEFLATE:
+        return ["COMPRESS=DEFLATE", "PREDICTOR=3" if data_type.startswith("float") else "PREDICTOR=2"]
+    return []
+
+
 class OutputWriter:
     """A tiled, compressed GeoTIFF written under a temporary name and renamed only by `commit()`.
 
@@ -122,7 +141,8 @@ class OutputWriter:
     """
 
     def __init__(self, path: str, width: int, height: int, bands: int, geotransform, crs_wkt: str,
-                 data_type: str = "float32", nodata: float | None = None, band_names: list | None = None):
+                 data_type: str = "float32", nodata: float | None = None, band_names: list | None = None,
+                 compression: str = AUTO):
         if data_type not in DATA_TYPES:
             raise EngineError(f"Unknown output data type {data_type!r}; choose one of {', '.join(DATA_TYPES)}.",
                               "DATA_TYPE")
@@ -135,10 +155,8 @@ class OutputWriter:
         self.path = path
         self.temp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
         self.numpy_type = np.dtype(data_type)
-        options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
-                   "NUM_THREADS=2"]
-        if data_type.startswith("float"):
-            options.append("PREDICTOR=3")
+        options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
+        options += creation_options(compression, data_type)
         driver = gdal.GetDriverByName("GTiff")
         try:
             self.dataset = driver.Create(self.temp_path, width, height, bands, DATA_TYPES[data_type], options)
@@ -155,11 +173,22 @@ class OutputWriter:
                 band.SetDescription(band_names[index])
 
     def write(self, x0: int, y0: int, block: np.ndarray) -> None:
-        """Write an (h, w, bands) block at output pixel (x0, y0)."""
-        data = np.ascontiguousarray(np.moveaxis(block.astype(self.numpy_type, copy=False), -1, 0))
+        """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer."""
+        data = np.ascontiguousarray(block, dtype=self.numpy_type)
+        size = data.itemsize
         try:
-            self.dataset.WriteRaster(x0, y0, block.shape[1], block.shape[0], data.tobytes(),
-                                     buf_type=DATA_TYPES[str(self.numpy_type)])
+            height, width, bands = data.shape
+            self.dataset.WriteRaster(x0, y0, width, height, data, buf_type=DATA_TYPES[str(self.numpy_type)],
+                                     buf_pixel_space=size * bands, buf_line_space=size * bands * width,
+                                     buf_band_space=size)
+        except RuntimeError as exc:
+            raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
+                              "OUTPUT") from exc
+
+    def flush(self) -> None:
+        """Write the cached blocks to the file."""
+        try:
+            self.dataset.FlushCache()
         except RuntimeError as exc:
             raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
                               "OUTPUT") from exc
