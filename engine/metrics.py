@@ -1,0 +1,215 @@
+"""Compare two rasters over their geographic intersection: the seed's vector RMSE, per-band RMSE, MAE, max.
+
+The seed's `compute_rmse_value(ref, img)` is pyotb's ExtractROI(mode fit) + BandMathX "(im1-im2)*(im1-im2)'" +
+ComputeImagesStatistics: the BandMathX expression is a matrix product, so it returns the RMSE of the error
+*vector*, sqrt(mean over pixels of the sum over bands of d_b^2), not a per-band RMSE (findings.md, 1). Here both
+are computed, over the intersection of the two footprints (the seed fails when the image does not cover the
+reference, findings.md 2), streaming blocks of rows so that memory does not depend on the raster size.
+All errors are in the rasters' value units; d = image - reference.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import Cancelled, EngineError
+from .grid import build_lattice
+from .raster import OutputWriter, open_raster, raster_info, same_crs
+
+REFERENCE, IMAGE = "REFERENCE", "IMAGE"  # the parameters errors name
+SQUARED_ERROR_NODATA = -1.0  # impossible for a squared error
+_BLOCK_PIXELS = 1 << 20  # blocks hold at most this many pixels (a block of rows is split into columns)
+_TOLERANCE = 1e-6  # relative, on pixel sizes
+
+
+@dataclass(frozen=True)
+class ErrorSums:
+    """Running float64 sums of the differences over the pixels seen so far (value units of the rasters)."""
+
+    squared: tuple = ()  # per band: sum of d_b^2
+    absolute: float = 0.0  # sum over pixels and bands of |d_b|
+    max_abs: float = 0.0  # largest |d_b|
+    max_squared: float = 0.0  # largest per-pixel sum over bands of d_b^2
+    pixels: int = 0
+    above: int = 0  # pixels where some |d_b| exceeds the tolerance
+
+
+def accumulate(sums: ErrorSums, diff: np.ndarray, tolerance: float = math.inf) -> ErrorSums:
+    """Add a block of differences shaped (bands, pixels), float64, to the running sums."""
+    if diff.shape[1] == 0:
+        return sums
+    squares = diff * diff
+    per_band = squares.sum(axis=1)
+    squared = tuple(per_band) if not sums.squared else tuple(a + b for a, b in zip(sums.squared, per_band))
+    absolute = np.abs(diff)
+    return ErrorSums(squared, sums.absolute + float(absolute.sum()), max(sums.max_abs, float(absolute.max())),
+                     max(sums.max_squared, float(squares.sum(axis=0).max())), sums.pixels + diff.shape[1],
+                     sums.above + int((absolute.max(axis=0) > tolerance).sum()))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of `compare_rasters`; errors in the rasters' value units, windows in pixels of each raster.
+
+    vector_rmse: the seed's headline, sqrt(mean over pixels of the sum over bands of d_b^2).
+    band_rmse: per compared band, sqrt(mean over pixels of d_b^2) (their squares sum to vector_rmse^2).
+    mae: mean of |d_b| over pixels and bands; max_abs_error: the largest |d_b|; max_squared_error: the largest
+    per-pixel sum over bands of d_b^2 (the maximum of the squared-error raster).
+    pixels: pixels compared; nodata_pixels: pixels of the intersection skipped as no-data in either raster.
+    window_reference, window_image: the intersection as (x0, y0, width, height) in each raster's pixels.
+    """
+
+    reference: str
+    image: str
+    bands: tuple
+    vector_rmse: float
+    band_rmse: tuple
+    mae: float
+    max_abs_error: float
+    max_squared_error: float
+    pixels: int
+    nodata_pixels: int
+    window_reference: tuple
+    window_image: tuple
+    nodata: tuple = (None, None)  # (reference, image): per compared band, or None when no band has one
+    squared_error_path: str | None = None
+    above_tolerance: int = 0  # pixels where some |d_b| > the tolerance given to compare_rasters
+
+    def summary(self) -> str:
+        """A few lines of text for a log or a report."""
+        x, y, w, h = self.window_reference
+        xi, yi = self.window_image[:2]
+        lines = [
+            f"Compared {self.image} with {self.reference} over their geographic intersection: {w} x {h} pixels "
+            f"(reference pixels from x {x}, y {y}; image pixels from x {xi}, y {yi}), {self.pixels} pixels "
+            f"and {len(self.bands)} band(s) ({', '.join(map(str, self.bands))}) compared.",
+            f"Vector RMSE (the seed's compute_rmse_value: sqrt of the mean over pixels of the sum over bands of "
+            f"the squared differences): {self.vector_rmse:.6g}",
+            "Per-band RMSE: " + ", ".join(f"band {b} {v:.6g}" for b, v in zip(self.bands, self.band_rmse)),
+            f"MAE (all bands): {self.mae:.6g}; max |error|: {self.max_abs_error:.6g}",
+        ]
+        if self.nodata != (None, None):
+            described = [f"{name} " + (", ".join("none" if v is None else f"{v:g}" for v in values) if values
+                                       else "none") for name, values in zip(("reference", "image"), self.nodata)]
+            lines.append(f"No-data ({'; '.join(described)}): {self.nodata_pixels} pixel(s) of the intersection "
+                         "where either raster is no-data were ignored.")
+        if self.squared_error_path:
+            lines.append(f"Squared error (sum over bands of d^2 per pixel): {self.squared_error_path}")
+        return "\n".join(lines)
+
+
+def _intersection(ref, img) -> tuple:
+    """(reference window, image window), each (x0, y0, width, height), or an EngineError naming IMAGE."""
+    if not same_crs(ref.crs_wkt, img.crs_wkt):
+        raise EngineError("The image and the reference are in different CRSs; reproject the image onto the "
+                          "reference's CRS and grid first (Raster > Projections > Warp, or Align rasters).", IMAGE)
+    a, b = ref.grid, img.grid
+    if (not math.isclose(a.spacing_x, b.spacing_x, rel_tol=_TOLERANCE)
+            or not math.isclose(a.spacing_y, b.spacing_y, rel_tol=_TOLERANCE)):
+        raise EngineError(f"The image's pixels ({b.spacing_x:g} x {b.spacing_y:g} map units) differ from the "
+                          f"reference's ({a.spacing_x:g} x {a.spacing_y:g}); resample the image onto the "
+                          "reference's grid first (Raster > Projections > Warp with -tap, or Align rasters).", IMAGE)
+    try:
+        lattice = build_lattice([a, b], names=["the reference", "the image"])
+    except EngineError as exc:
+        raise EngineError(str(exc), IMAGE) from exc
+    spans = []
+    for ref_axis, img_axis in (lattice.sources_x, lattice.sources_y):
+        lo, hi = max(ref_axis.offset, img_axis.offset), min(ref_axis.end, img_axis.end)
+        if hi <= lo:
+            raise EngineError("The image does not overlap the reference: nothing to compare; choose rasters that "
+                              "cover the same area.", IMAGE)
+        spans.append((lo - ref_axis.offset, lo - img_axis.offset, hi - lo))
+    (rx, ix, width), (ry, iy, height) = spans
+    return (rx, ry, width, height), (ix, iy, width, height)
+
+
+def _select_bands(ref_count: int, img_count: int, bands: list | None) -> tuple:
+    if bands is None:
+        if ref_count != img_count:
+            raise EngineError(f"The reference has {ref_count} band(s) and the image {img_count}; choose the bands "
+                              "to compare (the same numbers in both).", "BANDS")
+        return tuple(range(1, ref_count + 1))
+    bands = tuple(int(b) for b in bands)
+    if not bands or any(b < 1 or b > min(ref_count, img_count) for b in bands):
+        raise EngineError(f"Bands {list(bands)} do not all exist: the reference has {ref_count} band(s), the image "
+                          f"{img_count}.", "BANDS")
+    return bands
+
+
+def _read(dataset, bands: tuple, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """A (bands, height, width) float64 block."""
+    return np.stack([dataset.GetRasterBand(b).ReadAsArray(x0, y0, width, height) for b in bands]).astype(np.float64)
+
+
+def _nodata_mask(block: np.ndarray, nodata: tuple | None) -> np.ndarray:
+    """(height, width) True where any band equals its no-data value (NaN matches NaN)."""
+    mask = np.zeros(block.shape[1:], bool)
+    for values, value in zip(block, nodata or ()):
+        if value is not None:
+            mask |= np.isnan(values) if math.isnan(value) else values == value
+    return mask
+
+
+def compare_rasters(reference: str, image: str, squared_error_path: str | None = None, bands: list | None = None,
+                    progress=None, is_canceled=None, block_rows: int = 256,
+                    tolerance: float = math.inf) -> Comparison:
+    """Compare `image` with `reference` over their geographic intersection, streaming blocks of rows.
+
+    Both rasters must share the CRS, the pixel size and the pixel grid (else EngineError naming IMAGE). `bands`
+    (1-based, the same numbers in both) selects the bands; by default all, which needs equal band counts. Pixels
+    that are no-data in any compared band of either raster are ignored and counted. `squared_error_path`, when
+    given, receives a float32 GeoTIFF of the per-pixel sum over bands of d^2 on the intersection's grid (no-data
+    -1). `tolerance` counts the pixels where some |d_b| exceeds it (above_tolerance).
+    progress(fraction), is_canceled() -> bool; a cancel raises Cancelled and leaves no file.
+    """
+    ref_info = raster_info(reference, "Reference", REFERENCE)
+    img_info = raster_info(image, "Image", IMAGE)
+    window_ref, window_img = _intersection(ref_info, img_info)
+    bands = _select_bands(ref_info.bands, img_info.bands, bands)
+    ref_ds, img_ds = open_raster(reference, "Reference", REFERENCE), open_raster(image, "Image", IMAGE)
+    nodata = tuple(tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands) for ds in (ref_ds, img_ds))
+    nodata = tuple(values if any(v is not None for v in values) else None for values in nodata)
+    x, y, width, height = window_ref
+    xi, yi = window_img[:2]
+    g = ref_info.grid
+    geotransform = (g.origin_x + x * g.spacing_x, g.spacing_x, 0.0, g.origin_y - y * g.spacing_y, 0.0, -g.spacing_y)
+    rows = max(1, block_rows)
+    cols = max(1, min(width, _BLOCK_PIXELS // rows))
+    sums, skipped, writer = ErrorSums(), 0, None
+    try:
+        if squared_error_path:
+            writer = OutputWriter(squared_error_path, width, height, 1, geotransform, ref_info.crs_wkt, "float32",
+                                  SQUARED_ERROR_NODATA if nodata != (None, None) else None, ["squared error"])
+        for top in range(0, height, rows):
+            h = min(rows, height - top)
+            for left in range(0, width, cols):
+                if is_canceled and is_canceled():
+                    raise Cancelled("Cancelled by the user.")
+                w = min(cols, width - left)
+                ref_block = _read(ref_ds, bands, x + left, y + top, w, h)
+                img_block = _read(img_ds, bands, xi + left, yi + top, w, h)
+                diff = img_block - ref_block
+                valid = ~(_nodata_mask(ref_block, nodata[0]) | _nodata_mask(img_block, nodata[1]))
+                skipped += int(valid.size - valid.sum())
+                sums = accumulate(sums, diff[:, valid], tolerance)
+                if writer:
+                    squared = np.where(valid, (diff * diff).sum(axis=0), SQUARED_ERROR_NODATA)
+                    writer.write(left, top, squared[:, :, None])
+            if progress:
+                progress((top + h) / height)
+        if not sums.pixels:
+            raise EngineError("Every pixel of the intersection is no-data in the reference or the image: nothing "
+                              "to compare.", IMAGE)
+        path = writer.commit() if writer else None
+    except BaseException as exc:
+        if writer:
+            writer.abort()
+        if isinstance(exc, EngineError) and exc.parameter == "OUTPUT":
+            raise EngineError(str(exc), "SQUARED_ERROR") from exc
+        raise
+    band_ms = [s / sums.pixels for s in sums.squared]
+    return Comparison(reference, image, bands, math.sqrt(sum(band_ms)), tuple(math.sqrt(v) for v in band_ms),
+                      sums.absolute / (sums.pixels * len(bands)), sums.max_abs, sums.max_squared, sums.pixels,
+                      skipped, window_ref, window_img, nodata, path, sums.above)
