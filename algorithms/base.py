@@ -60,29 +60,10 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
         return QgsProcessingException(str(exc))
 
 
-class InferenceAlgorithm(SeamlessAlgorithm):
-    """The TensorflowModelServe parameter block and run, shared by artifact-prone and valid-part inference."""
+class ModelAlgorithm(SeamlessAlgorithm):
+    """The model folder and its sources (TensorflowModelServe's sourceN.il/rfield/placeholder, model.dir)."""
 
     MODEL = "MODEL"
-    OUTPUT_NAMES = "OUTPUT_NAMES"
-    EFIELD = "EFIELD"
-    SPCSCALE = "SPCSCALE"
-    EXTENT = "EXTENT"
-    EXTENT_MODE = "EXTENT_MODE"
-    PADDING = "PADDING"
-    TILE_SIZE = "TILE_SIZE"
-    BATCH_SIZE = "BATCH_SIZE"
-    DATA_TYPE = "DATA_TYPE"
-    COMPRESSION = "COMPRESSION"
-    DISPLAY_BAND = "DISPLAY_BAND"
-    OUTPUT = "OUTPUT"
-
-    EXTENT_MODE_LABELS = ("Full: the whole extent of source 1 (virtual padding beyond the edges)",
-                          "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
-    PADDING_LABELS = ("Mirror", "Zeros")
-    DATA_TYPE_NAMES = tuple(DATA_TYPES)
-    COMPRESSION_LABELS = ("Auto (ZSTD for integer types, none for float: it saves ~10 % at 2.6x the write time)",
-                          "ZSTD", "DEFLATE", "None")
 
     @staticmethod
     def source_key(index: int, suffix: str = "") -> str:
@@ -94,8 +75,8 @@ class InferenceAlgorithm(SeamlessAlgorithm):
         parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         return parameter
 
-    def initAlgorithm(self, config=None):  # noqa: N802
-        """The model, up to three sources, the output fields, the grid and tiling, the output raster."""
+    def add_model_and_sources(self) -> None:
+        """MODEL, then SOURCEn, SOURCEn_RFIELD, SOURCEn_PLACEHOLDER, SOURCEn_NODATA for n = 1..3."""
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"),
             behavior=QgsProcessingParameterFile.Folder))
@@ -120,36 +101,6 @@ class InferenceAlgorithm(SeamlessAlgorithm):
                 self.source_key(index, "_NODATA"),
                 self.tr(f"Source {index}: no-data value (tiles entirely no-data are skipped)"),
                 QgsProcessingParameterNumber.Double, optional=True)))
-        self.addParameter(QgsProcessingParameterString(
-            self.OUTPUT_NAMES, self.tr(self.OUTPUT_NAMES_LABEL), optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.EFIELD, self.tr("Expression field (output pixels; 0 = receptive field - 2 x crop)"),
-            QgsProcessingParameterNumber.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterExtent(
-            self.EXTENT, self.tr("Extent (region of interest, like OTBTF's box=)"), optional=True))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
-            defaultValue=0))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.SPCSCALE, self.tr("Output spacing scale (output pixel = source 1 pixel x scale)"),
-            QgsProcessingParameterNumber.Double, 1.0, minValue=0.0001)))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
-            self.PADDING, self.tr("Virtual padding beyond the image edges (Full mode)"),
-            [self.tr(s) for s in self.PADDING_LABELS], defaultValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call (0 = Auto)"),
-            QgsProcessingParameterNumber.Integer, 0, minValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
-            self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
-            self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
-            defaultValue=0)))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.DISPLAY_BAND, self.tr("Band to display (2 = class 1, the seed's buildings softmax)"),
-            QgsProcessingParameterNumber.Integer, 2, minValue=1))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
 
     def sources(self, parameters, context) -> list:
         """The sources given, as engine Sources (rasters must be GDAL files)."""
@@ -185,6 +136,64 @@ class InferenceAlgorithm(SeamlessAlgorithm):
                       if parameters.get(nodata_key) not in (None, "") else None)
             sources.append(Source(tuple(paths), (rfield, rfield), placeholder.strip() or None, nodata))
         return sources
+
+
+class InferenceAlgorithm(ModelAlgorithm):
+    """The TensorflowModelServe parameter block and run, shared by artifact-prone and valid-part inference."""
+
+    OUTPUT_NAMES = "OUTPUT_NAMES"
+    EFIELD = "EFIELD"
+    SPCSCALE = "SPCSCALE"
+    EXTENT = "EXTENT"
+    EXTENT_MODE = "EXTENT_MODE"
+    PADDING = "PADDING"
+    TILE_SIZE = "TILE_SIZE"
+    BATCH_SIZE = "BATCH_SIZE"
+    DATA_TYPE = "DATA_TYPE"
+    COMPRESSION = "COMPRESSION"
+    DISPLAY_BAND = "DISPLAY_BAND"
+    OUTPUT = "OUTPUT"
+
+    EXTENT_MODE_LABELS = ("Full: the whole extent of source 1 (virtual padding beyond the edges)",
+                          "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
+    PADDING_LABELS = ("Mirror", "Zeros")
+    DATA_TYPE_NAMES = tuple(DATA_TYPES)
+    COMPRESSION_LABELS = ("Auto (ZSTD for integer types, none for float: it saves ~10 % at 2.6x the write time)",
+                          "ZSTD", "DEFLATE", "None")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        """The model, up to three sources, the output fields, the grid and tiling, the output raster."""
+        self.add_model_and_sources()
+        self.addParameter(QgsProcessingParameterString(
+            self.OUTPUT_NAMES, self.tr(self.OUTPUT_NAMES_LABEL), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.EFIELD, self.tr("Expression field (output pixels; 0 = receptive field - 2 x crop)"),
+            QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, self.tr("Extent (region of interest, like OTBTF's box=)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
+            defaultValue=0))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.SPCSCALE, self.tr("Output spacing scale (output pixel = source 1 pixel x scale)"),
+            QgsProcessingParameterNumber.Double, 1.0, minValue=0.0001)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.PADDING, self.tr("Virtual padding beyond the image edges (Full mode)"),
+            [self.tr(s) for s in self.PADDING_LABELS], defaultValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call (0 = Auto)"),
+            QgsProcessingParameterNumber.Integer, 0, minValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
+        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+            self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
+            defaultValue=0)))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.DISPLAY_BAND, self.tr("Band to display (2 = class 1, the seed's buildings softmax)"),
+            QgsProcessingParameterNumber.Integer, 2, minValue=1))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
 
     def request(self, parameters, context, sources) -> InferenceRequest:
         """The engine request of the parameters (output names left to the subclass's defaults)."""

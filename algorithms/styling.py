@@ -32,13 +32,18 @@ class GrayStretch(QgsProcessingLayerPostProcessorInterface):
         layer.triggerRepaint()
 
 
-def load_styled(context: QgsProcessingContext, output: str, name: str, band: int) -> None:
-    """If the output is to be loaded, give it `name` and the gray 0..1 style on `band`."""
+def load_styled(context: QgsProcessingContext, output: str, name: str, band: int, minimum: float = 0.0,
+                maximum: float = 1.0) -> None:
+    """If the output is to be loaded, give it `name` and the gray `minimum`..`maximum` style on `band`."""
     if not context.willLoadLayerOnCompletion(output):
         return
     details = context.layerToLoadOnCompletionDetails(output)
     details.name = name
     details.forceName = True
-    styler = GrayStretch(band, name=name)
-    _ALIVE.append(styler)
-    details.setPostProcessor(styler)
+    details.setPostProcessor(keep_alive(GrayStretch(band, minimum, maximum, name=name)))
+
+
+def keep_alive(post_processor):
+    """Hold a reference to a post-processor until QGIS has called it (sip would delete it otherwise)."""
+    _ALIVE.append(post_processor)
+    return post_processor

@@ -515,6 +515,22 @@ def with_defaults(request: InferenceRequest, **changes) -> InferenceRequest:
     return replace(request, **changes)
 
 
+def warm_up(request: InferenceRequest) -> None:
+    """One TensorFlow call on zeros of a batch's shape, so that a timed run does not pay for the first call of a
+    new input shape (oneDNN builds its kernels per shape)."""
+    model = SavedModel.load(request.model_dir)
+    plan = plan_inference(request, model)
+    feeds = {}
+    for s, source in enumerate(request.sources):
+        _, w = g.input_window(plan.out_x, plan.tile_base[0], plan.tile[0], plan.lattice.sources_x[s],
+                              source.rfield[0], plan.efield[0], plan.names[s], "x")
+        _, h = g.input_window(plan.out_y, plan.tile_base[1], plan.tile[1], plan.lattice.sources_y[s],
+                              source.rfield[1], plan.efield[1], plan.names[s], "y")
+        feeds[plan.placeholders[s]] = np.zeros((min(plan.batch, len(_tiles(plan))), h, w, plan.channels[s]),
+                                               np.float32)
+    model.run(feeds, list(plan.output_names))
+
+
 def valid_part_output(request: InferenceRequest) -> tuple:
     """(output name, engine crop, probe) giving the exact valid part for the request's receptive fields.
 

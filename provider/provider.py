@@ -6,6 +6,8 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.artifact_prone_inference import ArtifactProneInference
+from ..algorithms.distortion_comparison import DistortionComparison
+from ..algorithms.raster_comparison import RasterComparison
 from ..algorithms.valid_part_inference import ValidPartInference
 
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
@@ -24,7 +26,7 @@ def plugin_version() -> str:
 class SeamlessProvider(QgsProcessingProvider):
     """Seamless Inference: OTBTF-style TensorFlow inference without blocking artifacts."""
 
-    ALGORITHMS = (ArtifactProneInference, ValidPartInference)
+    ALGORITHMS = (ArtifactProneInference, ValidPartInference, DistortionComparison, RasterComparison)
 
     def id(self) -> str:  # noqa: A003 (QGIS API name)
         """Stable id: .model3 files and scripts name algorithms `seamless:<name>`."""

@@ -1,0 +1,159 @@
+"""Distortion comparison: RMSE of each cropping value against the exact result, and what each costs."""
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField, QgsFields,
+                       QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsWkbTypes)
+from qgis.PyQt.QtCore import QVariant
+
+from ..engine import Cancelled, DependencyMissing, EngineError
+from ..engine.inference import InferenceRequest
+from .base import ModelAlgorithm
+from .help import FIELDS
+from .styling import GrayStretch, keep_alive
+
+
+class DistortionComparison(ModelAlgorithm):
+    """For a receptive field R and crops c: tiled inference with efield R - 2c against the exact valid part."""
+
+    ICON = "distortion_comparison.svg"
+    OUTPUT_NAMES = "OUTPUT_NAMES"
+    RFIELD = "RFIELD"
+    CROPS = "CROPS"
+    TOLERANCE = "TOLERANCE"
+    CHOSEN_CROP = "CHOSEN_CROP"
+    REPORT = "REPORT"
+    TABLE = "TABLE"
+    ERROR_FOLDER = "ERROR_FOLDER"
+    RMSE = "RMSE"
+
+    def name(self) -> str:
+        """Stable id: seamless:distortioncomparison."""
+        return "distortioncomparison"
+
+    def displayName(self) -> str:  # noqa: N802
+        """Toolbox name."""
+        return self.tr("Distortion comparison (cropping vs exactness vs cost)")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        """Dialog help."""
+        return self.tr(
+            "<p>How far is each cropping value from the exact result, and what does it cost? For a receptive "
+            "field R (source 1 pixels; the other sources keep their ratio) and each crop c, the model runs as "
+            "OTBTF's TensorflowModelServe does (OTBTF grid, blocks of the expression field R - 2c, output "
+            "<code>&lt;name&gt;_crop&lt;c&gt;</code>, or the raw output cropped by the plugin when the model has "
+            "no such output; c = 0 is the raw output). Each result is compared with the exact valid part over "
+            "their common geographic extent (different crops start at different pixels): RMSE (the seed's vector "
+            "RMSE over bands), mean and max absolute error, share of pixels above the tolerance, theoretical "
+            "cost (R / (R - 2c))<sup>2</sup> and measured time. Outputs: an HTML report with a plot, a table "
+            "layer, the RMSE of the chosen crop (for the Graphical Modeler) and optionally one squared-error "
+            "raster per crop, on which the block grid shows. Crops of the valid part that tile by an expression "
+            "field that is not a multiple of the model's total stride are not exact even when large enough: "
+            "their blocks change stride phase.</p>") + self.tr(FIELDS)
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        """The model and sources, R, the crops, the tolerance, the outputs."""
+        self.add_model_and_sources()
+        self.addParameter(QgsProcessingParameterString(
+            self.OUTPUT_NAMES, self.tr("Model output (raw, uncropped; empty = the model's first)"), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.RFIELD, self.tr("Receptive field R (source 1 pixels)"), QgsProcessingParameterNumber.Integer, 128,
+            minValue=1))
+        self.addParameter(QgsProcessingParameterString(
+            self.CROPS, self.tr("Crops, comma separated (empty = 0 and every _cropN output that fits R)"),
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TOLERANCE, self.tr("Tolerance on |error| (share of pixels above it)"),
+            QgsProcessingParameterNumber.Double, 1e-4, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CHOSEN_CROP, self.tr("Crop whose RMSE is returned as a number"),
+            QgsProcessingParameterNumber.Integer, 32, minValue=0))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)")))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            self.TABLE, self.tr("Distortion table"), optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.ERROR_FOLDER, self.tr("Squared-error rasters, one per crop"), optional=True,
+            createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber(self.RMSE, self.tr("RMSE of the chosen crop")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Run every crop, compare, and write the report, the table and the error rasters."""
+        from ..engine.distortion import default_crops, distortion_comparison
+        from ..engine.reports import distortion_html
+
+        try:
+            sources = self.sources(parameters, context)
+            names = [n.strip() for n in self.parameterAsString(parameters, self.OUTPUT_NAMES, context).split(",")
+                     if n.strip()]
+            request = InferenceRequest(self.parameterAsFile(parameters, self.MODEL, context), tuple(sources),
+                                       output_names=tuple(names[:1]))
+            rfield = self.parameterAsInt(parameters, self.RFIELD, context)
+            text = self.parameterAsString(parameters, self.CROPS, context).strip()
+            try:
+                crops = [int(c) for c in text.replace(";", ",").split(",") if c.strip()] if text else \
+                    default_crops(request.model_dir, rfield, names[0] if names else None)
+            except ValueError as exc:
+                raise EngineError(f"Crops must be whole numbers separated by commas (got {text!r}).",
+                                  self.CROPS) from exc
+            feedback.pushInfo(f"Receptive field {rfield}, crops {crops}.")
+            error_folder = None
+            if parameters.get(self.ERROR_FOLDER):
+                error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
+                import os
+
+                os.makedirs(error_folder, exist_ok=True)
+            result = distortion_comparison(
+                request, rfield, crops, self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
+                progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
+                log=feedback.pushInfo)
+        except (EngineError, Cancelled, DependencyMissing) as exc:
+            raise self.fail(exc) from exc
+        outputs = {}
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+        if report:
+            with open(report, "w", encoding="utf-8") as handle:
+                handle.write(distortion_html(result, ["source 1"]))
+            outputs[self.REPORT] = report
+        table = self.write_table(parameters, context, result)
+        if table:
+            outputs[self.TABLE] = table
+        if error_folder:
+            outputs[self.ERROR_FOLDER] = error_folder
+            self.load_error_rasters(context, result)
+        chosen = result.result(self.parameterAsInt(parameters, self.CHOSEN_CROP, context))
+        outputs[self.RMSE] = chosen.rmse if chosen else float("nan")
+        if chosen is None:
+            feedback.pushWarning(f"The chosen crop is not among {crops}: RMSE output is NaN.")
+        return outputs
+
+    def write_table(self, parameters, context, result):
+        """One feature (no geometry) per crop."""
+        fields = QgsFields()
+        for name, kind in (("crop", QVariant.Int), ("efield", QVariant.Int), ("output", QVariant.String),
+                           ("rmse", QVariant.Double), ("mae", QVariant.Double), ("max_abs", QVariant.Double),
+                           ("share_above", QVariant.Double), ("cost", QVariant.Double),
+                           ("seconds", QVariant.Double), ("s_per_mpx", QVariant.Double), ("pixels", QVariant.Int)):
+            fields.append(QgsField(name, kind))
+        sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, QgsWkbTypes.NoGeometry,
+                                          QgsCoordinateReferenceSystem())
+        if sink is None:
+            return None
+        for r in result.crops:
+            feature = QgsFeature(fields)
+            feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop
+                                                                       else ""), r.rmse, r.mae, r.max_abs_error,
+                                   r.share_above, r.theoretical_cost, r.seconds, r.seconds_per_mpx, r.pixels])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return dest
+
+    def load_error_rasters(self, context, result) -> None:
+        """Each squared-error raster into the project, stretched so the block grid shows."""
+        for r in result.crops:
+            if not r.path:
+                continue
+            name = f"squared error, crop {r.crop} (R {result.rfield})"
+            details = QgsProcessingContext.LayerDetails(name, context.project(), self.ERROR_FOLDER)
+            details.forceName = True
+            details.setPostProcessor(keep_alive(GrayStretch(1, 0.0, max(r.max_abs_error ** 2, 1e-12), name=name)))
+            context.addLayerToLoadOnCompletion(r.path, details)
