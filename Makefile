@@ -13,7 +13,7 @@ PLUGIN_LINK := .build/plugins/seamless_inference
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: install apt venv plugin demo test clean-build
+.PHONY: install apt venv plugin demo test bench clean-build
 
 install: apt venv plugin
 
@@ -48,3 +48,6 @@ test: install
 
 clean-build:
 	rm -rf .build
+
+bench: install
+	$(PY) bench/bench.py $(BENCH_ARGS)

@@ -1,0 +1,124 @@
+"""make bench: speed and memory of the engine on a large scene, as ratios measured in one run.
+
+Prints a table and writes bench/results/results.json. Not a test: machines are noisy, so nothing here asserts
+a time; the ratios are what to compare over time (same machine, same run).
+
+    .venv/bin/python bench/bench.py            # 4096 x 4096 PAN scene; peak RSS at 4096 and 8192
+    .venv/bin/python bench/bench.py --large    # peak RSS at 4096 and 16384 as well
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / ".build" / "plugins"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from scene import make_scene  # noqa: E402
+
+from seamless_inference.engine import OTBTF, InferenceRequest, Source, run_inference  # noqa: E402
+from seamless_inference.engine.model import SavedModel  # noqa: E402
+
+MODEL = str(ROOT / "sample" / "model")
+WORK = ROOT / ".build" / "bench"
+RESULTS = ROOT / "bench" / "results"
+
+
+def request(pan, xs, output="estimated_crop32", **changes) -> InferenceRequest:
+    """The seed's sources (PAN rfield 128, XS rfield 32) on a scene."""
+    sources = (Source((str(pan),), (128, 128), "input_p"), Source((str(xs),), (32, 32), "input_xs"))
+    return replace(InferenceRequest(MODEL, sources, output_names=(output,)), **changes)
+
+
+def timed_run(req: InferenceRequest, path: Path) -> tuple:
+    """(output Mpx/s, result) of the second of two runs (the first warms TensorFlow up for these shapes)."""
+    run_inference(req, str(path))
+    started = time.perf_counter()
+    result = run_inference(req, str(path))
+    seconds = time.perf_counter() - started
+    width, height = result.plan.size
+    return width * height / seconds / 1e6, result
+
+
+def limit(size: int = 2048, repeats: int = 3) -> float:
+    """The model's forward pass alone on one size x size tensor, raw output, in output Mpx/s (best of n)."""
+    model = SavedModel.load(MODEL)
+    rng = np.random.default_rng(0)
+    feeds = {"input_p": rng.uniform(100, 1600, (1, size, size, 1)).astype(np.float32),
+             "input_xs": rng.uniform(90, 720, (1, size // 4, size // 4, 4)).astype(np.float32)}
+    model.run(feeds, ["estimated"])
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.run(feeds, ["estimated"])
+        best = max(best, size * size / (time.perf_counter() - started) / 1e6)
+    return best
+
+
+def peak_rss(size: int) -> float:
+    """Peak RSS (MB) of a child process running the valid part (Full, Auto) on a size x size scene."""
+    pan, xs = make_scene(size, WORK)
+    out = WORK / f"rss_{size}.tif"
+    code = (f"import resource, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+            f"from seamless_inference.engine import run_inference; "
+            f"run_inference(bench.request({str(pan)!r}, {str(xs)!r}), {str(out)!r}); "
+            f"print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    out.unlink(missing_ok=True)
+    return int(run.stdout.split("RSS")[-1]) / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
+    parser.add_argument("--large", action="store_true", help="measure peak RSS on 16384 x 16384 too")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pan, xs = make_scene(args.size, WORK)
+    rows = {}
+    rows["limit"] = limit()
+    valid, result = timed_run(request(pan, xs), WORK / "valid_full.tif")
+    rows["valid part, Full, Auto tiles"] = valid
+    tutorial, _ = timed_run(request(pan, xs, extent_mode=OTBTF, tile_size=64, batch_size=1),
+                            WORK / "valid_tutorial.tif")
+    rows["valid part, OTBTF mode, 64 px blocks, batch 1 (tutorial)"] = tutorial
+    artifact, _ = timed_run(request(pan, xs, output="estimated"), WORK / "artifact.tif")
+    rows["artifact-prone, 128 px blocks"] = artifact
+    from osgeo import gdal
+
+    a = gdal.Open(str(WORK / "valid_full.tif")).ReadAsArray(32, 32, 1024, 1024)
+    b = gdal.Open(str(WORK / "valid_tutorial.tif")).ReadAsArray(0, 0, 1024, 1024)
+    same_pixels = float(np.abs(a - b).max())
+    sizes = (4096, 16384) if args.large else (4096, 8192)
+    rss = {size: peak_rss(size) for size in sizes}
+    ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial}
+    print(f"\nScene {args.size} x {args.size} PAN + {args.size // 4} x {args.size // 4} XS, "
+          f"{os.cpu_count()} CPU(s), device {result.device}, tile {result.plan.tile[0]}, batch {result.plan.batch}")
+    print(f"{'run':60s} {'output Mpx/s':>12s}")
+    for name, value in rows.items():
+        print(f"{name:60s} {value:12.2f}")
+    print(f"\nmax |valid Full - tutorial| on a 1024 px common window: {same_pixels:.2e}")
+    for name, value in ratios.items():
+        print(f"{name:20s} {value:6.2f}")
+    for size, mb in rss.items():
+        print(f"peak RSS, valid part on {size} x {size}: {mb:7.0f} MB")
+    record = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(), "cpus": os.cpu_count(),
+              "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
+              "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
+              "max_abs_diff_valid_vs_tutorial": same_pixels}
+    (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
+    print(f"\nWrote {RESULTS / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
