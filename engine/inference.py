@@ -7,6 +7,7 @@ a temporary file renamed at the end. Memory is bounded by the tile and batch siz
 """
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -383,6 +384,7 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
     """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool."""
     started = time.perf_counter()
     say = log_info or log.info
+    _check_output_path(request, output_path)
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
     for note in plan.notes:
@@ -417,14 +419,14 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
             for index, group in enumerate(batches):
                 if is_canceled and is_canceled():
                     raise Cancelled("Cancelled by the user.")
-                feeds, keep = pending_read.result()
+                feeds, keep, masks = pending_read.result()
                 if index + 1 < len(batches):
                     pending_read = reading.submit(_read_batch, plan, readers, batches[index + 1])
                 skipped += len(group) - len(keep)
                 outputs = _run_batch(plan, model, feeds, keep) if keep else []
                 if pending_write is not None:
                     pending_write.result()
-                pending_write = writing.submit(_write_batch, plan, writer, group, keep, outputs, bands)
+                pending_write = writing.submit(_write_batch, plan, writer, group, keep, outputs, masks, bands)
                 if progress:
                     progress((index + 1) / len(batches))
             if pending_write is not None:
@@ -441,15 +443,30 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
     return InferenceResult(path, plan, len(tiles), skipped, seconds, model.device)
 
 
-def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, bands) -> None:
-    """Write the part of each tile of `group` inside the output window (background for skipped tiles)."""
+def _check_output_path(request: InferenceRequest, output_path: str) -> None:
+    """The output must not replace one of the inputs."""
+    target = os.path.realpath(output_path)
+    for index, source in enumerate(request.sources):
+        if any(os.path.realpath(p) == target for p in source.paths):
+            raise EngineError(f"The output {output_path!r} is a raster of source {index + 1}: writing it would "
+                              "destroy the input; choose another output path.", "OUTPUT")
+
+
+def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, masks, bands) -> None:
+    """Write the part of each tile of `group` inside the output window: the background for skipped tiles and
+    for the pixels masked as no-data."""
     for index, (tx, ty) in enumerate(group):
         (rows, cols), (ox, oy) = _clip(plan, tx, ty)
         if index in keep:
             block = outputs[keep.index(index)][rows, cols]
+            mask = masks[index]
+            if mask is not None:
+                block = np.where(mask[rows, cols, np.newaxis], np.float32(plan.request.background), block)
+                writer.declare_nodata(plan.request.background)
         else:
             shape = (rows.stop - rows.start, cols.stop - cols.start, bands)
             block = np.full(shape, plan.request.background, np.float32)
+            writer.declare_nodata(plan.request.background)
         if block.size:
             writer.write(ox, oy, block)
     writer.flush()  # to disk now, in this thread, rather than all at once when the file is closed
@@ -464,28 +481,50 @@ def _band_names(model, output_names) -> list:
 
 
 def _read_batch(plan: Plan, readers, group) -> tuple:
-    """Input arrays {placeholder: (n, h, w, c)} for the tiles of `group` that are not entirely nodata."""
+    """Inputs {placeholder: (n, h, w, c)} for the tiles of `group` that are not entirely no-data, the indices
+    of those tiles, and per tile a (tile_h, tile_w) mask of output pixels over no-data (or None).
+
+    As OTBTF, a tile is skipped when a source's whole input is its no-data value. Beyond OTBTF, output pixels
+    whose source pixels are no-data (or NaN/inf, which are fed as the no-data value or 0) are masked.
+    """
     per_source = [[] for _ in readers]
-    keep = []
+    keep, masks = [], []
     lattice, request = plan.lattice, plan.request
     for index, (tx, ty) in enumerate(group):
-        tile_arrays = []
-        empty = False
+        tile_arrays, mask, empty = [], None, False
         for s, (source, reader) in enumerate(zip(request.sources, readers)):
             x, w = g.input_window(plan.out_x, tx, plan.tile[0], lattice.sources_x[s], source.rfield[0],
                                   plan.efield[0], plan.names[s], "x")
             y, h = g.input_window(plan.out_y, ty, plan.tile[1], lattice.sources_y[s], source.rfield[1],
                                   plan.efield[1], plan.names[s], "y")
             data = reader.read(x, y, w, h)
-            if source.nodata is not None and np.all(data == source.nodata):
-                empty = True  # OTBTF: skip a tile only when a source's whole tensor is nodata
+            bad = ~np.isfinite(data)
+            if source.nodata is not None:
+                if np.all(data == source.nodata):
+                    empty = True
+                bad |= data == source.nodata
+            if bad.all():
+                empty = True
+            elif bad.any():
+                data = np.where(np.isfinite(data), data, np.float32(source.nodata or 0.0))
+                under = bad.any(axis=-1)[np.ix_(_under(plan.out_y, ty, plan.tile[1], lattice.sources_y[s], y),
+                                                _under(plan.out_x, tx, plan.tile[0], lattice.sources_x[s], x))]
+                mask = under if mask is None else mask | under
             tile_arrays.append(data)
+        masks.append(mask)
         if not empty:
             keep.append(index)
             for s, data in enumerate(tile_arrays):
                 per_source[s].append(data)
     feeds = {plan.placeholders[s]: np.stack(arrays) for s, arrays in enumerate(per_source) if arrays}
-    return feeds, keep
+    return feeds, keep, masks
+
+
+def _under(out: g.Axis, start: int, length: int, src: g.Axis, window_start: int) -> np.ndarray:
+    """For output pixels [start, start + length), the index (in the read window) of the source pixel under
+    each output pixel's centre."""
+    centres = 2 * (out.offset + (start + np.arange(length)) * out.step) + out.step  # in half units
+    return (centres - 2 * src.offset) // (2 * src.step) - window_start
 
 
 def _run_batch(plan: Plan, model: SavedModel, feeds: dict, keep: list) -> list:

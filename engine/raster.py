@@ -162,6 +162,7 @@ class OutputWriter:
             self.dataset = driver.Create(self.temp_path, width, height, bands, DATA_TYPES[data_type], options)
         except RuntimeError as exc:
             raise EngineError(f"Cannot create the output {path!r}: {exc}", "OUTPUT") from exc
+        self.nodata = nodata
         self.dataset.SetGeoTransform(geotransform)
         if crs_wkt:
             self.dataset.SetProjection(crs_wkt)
@@ -184,6 +185,13 @@ class OutputWriter:
         except RuntimeError as exc:
             raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
                               "OUTPUT") from exc
+
+    def declare_nodata(self, value: float) -> None:
+        """Mark `value` as the bands' no-data value (once some pixels were filled with it)."""
+        if self.nodata != value:
+            self.nodata = value
+            for index in range(self.dataset.RasterCount):
+                self.dataset.GetRasterBand(index + 1).SetNoDataValue(value)
 
     def flush(self) -> None:
         """Write the cached blocks to the file."""
