@@ -144,7 +144,7 @@ def _measure_stride(output, feeds, big, base_out, quantum, out_step, lost, axis,
                 a, b = moved[first:last], base_out[first + delta:last + delta]
                 cols = slice(max(lost) + 1, base_out.shape[1] - max(lost) - 1)
                 a, b = a[:, cols], b[:, cols]
-            if a.size and np.abs(a - b).max() <= scale:
+            if a.size and np.abs(a - b).max() <= 10 * scale:  # rounding differs with position, by ~1e-5
                 return shift
         shift += quantum[axis]
     raise EngineError("The model's output does not follow a shift of its input by any stride up to half the "

@@ -82,8 +82,11 @@ def build_lattice(grids: list, spcscale: float = 1.0, names: list | None = None)
     source's pixel corners do not fall on the common lattice (grids not aligned).
     """
     names = names or [f"source {i + 1}" for i in range(len(grids))]
-    if spcscale <= 0:
-        raise EngineError(f"The output spacing scale must be positive (got {spcscale}).", "SPCSCALE")
+    whole = spcscale >= 1 and abs(spcscale - round(spcscale)) <= _TOLERANCE * spcscale
+    fraction = 0 < spcscale < 1 and abs(1 / spcscale - round(1 / spcscale)) <= _TOLERANCE / spcscale
+    if not (whole or fraction):
+        raise EngineError(f"Output spacing scale {spcscale:g} must be a whole number (2: output pixels twice as "
+                          "large as source 1's) or its inverse (0.5, 0.25: smaller); use such a value.", "SPCSCALE")
     ref = grids[0]
     out_sx, out_sy = ref.spacing_x * spcscale, ref.spacing_y * spcscale
     unit_x = _axis_unit([g.spacing_x for g in grids] + [out_sx])
@@ -112,11 +115,11 @@ def build_lattice(grids: list, spcscale: float = 1.0, names: list | None = None)
 def check_overlap(sources: tuple, names: list, axis_name: str) -> None:
     """Every source must overlap source 1 along this axis."""
     ref = sources[0]
-    for axis, name in zip(sources[1:], names[1:]):
+    for index, (axis, name) in enumerate(zip(sources[1:], names[1:]), start=2):
         if axis.end <= ref.offset or axis.offset >= ref.end:
             raise EngineError(f"{name} does not overlap {names[0]} ({axis_name} ranges "
                               f"[{axis.offset}, {axis.end}) and [{ref.offset}, {ref.end}) in pixels of "
-                              f"{names[0]}); choose rasters that cover the same area.")
+                              f"{names[0]}); choose rasters that cover the same area.", f"SOURCE{index}")
 
 
 def full_axis(ref: Axis, out_step: int) -> Axis:

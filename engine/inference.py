@@ -123,8 +123,9 @@ def source_names(count: int) -> list:
     return [f"source {i + 1}" for i in range(count)]
 
 
-def _probe_sources(sources, placeholders, lattice, rfields):
-    """ProbeSources reading real data around each source's centre (mirror padded), cached per size."""
+def _probe_sources(sources, placeholders, lattice, rfields, synthetic=False):
+    """ProbeSources reading real data around each source's centre (mirror padded), cached per size; or, when
+    `synthetic`, normal noise with each channel's mean and spread (a flat or saturating image hides borders)."""
     probes = []
     for index, source in enumerate(sources):
         reader = SourceReader(list(source.paths), MIRROR)
@@ -136,10 +137,16 @@ def _probe_sources(sources, placeholders, lattice, rfields):
                 data = reader.read(reader.width // 2 - width // 2, reader.height // 2 - height // 2, width, height)
                 # variant 1 must differ everywhere, even on a constant or mirror-symmetric image: roll it by
                 # odd offsets and add seeded noise (both variants, so neither is degenerate)
-                rng = np.random.default_rng(variant)
+                rng = np.random.default_rng(variant + 10 * synthetic)
+                if synthetic:
+                    mean = data.mean(axis=(0, 1))
+                    spread = np.maximum(np.maximum(data.std(axis=(0, 1)), 0.25 * np.abs(mean)), 1.0)
+                    cache[key] = rng.normal(mean, spread, data.shape).astype(np.float32)
+                    return cache[key]
                 if variant:
                     data = np.roll(data, (height // 3 + 1, width // 5 + 1), axis=(0, 1))
-                spread = float(data.std()) * 0.05 + 1e-3 * (1.0 + float(np.abs(data).mean()))
+                # strong noise: the probe needs every input pixel to matter, even on a tiny or flat image
+                spread = max(float(data.std()), 0.25 * float(np.abs(data).mean()), 1.0) * 0.5
                 cache[key] = (data + rng.normal(0.0, spread, data.shape)).astype(np.float32)
             return cache[key]
 
@@ -252,9 +259,13 @@ def _probe(model, sources, placeholders, lattice, rfields, output_name):
            lattice.out_step_x, lattice.out_step_y, name)
     cache = _probe._cache  # type: ignore[attr-defined]
     if key not in cache:
-        probes = _probe_sources(sources, placeholders, lattice, rfields)
-        cache[key] = probe_model(lambda feeds: model.run(feeds, [name]), probes,
-                                 (lattice.out_step_x, lattice.out_step_y), name)
+        steps = (lattice.out_step_x, lattice.out_step_y)
+        run = lambda feeds: model.run(feeds, [name])  # noqa: E731
+        real = probe_model(run, _probe_sources(sources, placeholders, lattice, rfields), steps, name)
+        noise = probe_model(run, _probe_sources(sources, placeholders, lattice, rfields, True), steps, name)
+        # a pixel is polluted if either input shows it: keep the larger loss per side
+        cache[key] = replace(real, lost=tuple(max(a, b) for a, b in zip(real.lost, noise.lost)),
+                             stride=tuple(max(a, b) for a, b in zip(real.stride, noise.stride)))
     return cache[key]
 
 
