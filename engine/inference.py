@@ -89,11 +89,12 @@ class Plan:
     probe: object = None
     crs_wkt: str = ""
     notes: tuple = field(default_factory=tuple)
+    reference_grid: g.RasterGrid = None  # source 1's georeferencing
 
     @property
     def geotransform(self) -> tuple:
         """GDAL geotransform of the written output (the window of the grid)."""
-        ref = self.request_grid
+        ref = self.reference_grid
         x = ref.origin_x + (self.out_x.offset + self.window[0] * self.out_x.step) * self.lattice.unit_x
         y = ref.origin_y - (self.out_y.offset + self.window[1] * self.out_y.step) * self.lattice.unit_y
         return (x, self.out_x.step * self.lattice.unit_x, 0.0, y, 0.0, -self.out_y.step * self.lattice.unit_y)
@@ -102,8 +103,6 @@ class Plan:
     def size(self) -> tuple:
         """(width, height) of the written output."""
         return self.window[2] - self.window[0], self.window[3] - self.window[1]
-
-    request_grid: g.RasterGrid = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +240,7 @@ def plan_inference(request: InferenceRequest, model: SavedModel | None = None) -
                      f"{probe.exact_crop} px): tiles of the expression field, as OTBTF, show blocking artifacts.")
     return Plan(request, tuple(names), tuple(placeholders), tuple(channels), tuple(output_names), crop, efield,
                 lattice, out_x, out_y, window, tile, base, batch, exact, probe, infos[0].crs_wkt, tuple(notes),
-                request_grid=infos[0].grid)
+                reference_grid=infos[0].grid)
 
 
 def _crop_is_exact(signature, output_name, extra_crop, probe) -> bool:
@@ -307,10 +306,14 @@ def _resolve_outputs(request, signature) -> list:
         if info is None:
             raise EngineError(f"Output {name!r} is not in the model's signature; its outputs are: "
                               f"{', '.join(signature.output_names)}.", "OUTPUT_NAMES")
-        if info.shape is not None and len(info.shape) > 4:
+        if info.shape is None:
+            raise EngineError(f"Output {name!r} has an unknown rank, so neither its spatial size nor its bands "
+                              "can be known before running; export the model with a fixed output rank "
+                              "([N, H, W, C]).", "OUTPUT_NAMES")
+        if len(info.shape) > 4:
             raise EngineError(f"Output {name!r} has rank {len(info.shape)}; only rank 1 to 4 outputs "
                               "([N, H, W, C]) can be written as raster bands.", "OUTPUT_NAMES")
-        if info.shape is not None and len(info.shape) == 4 and info.shape[-1] is None:
+        if len(info.shape) == 4 and info.shape[-1] is None:
             raise EngineError(f"Output {name!r} has an unknown number of channels; export the model with a "
                               "static last dimension.", "OUTPUT_NAMES")
     crops = {split_crop(n)[1] for n in names}
@@ -558,11 +561,6 @@ def _run_batch(plan: Plan, model: SavedModel, feeds: dict, keep: list) -> list:
         stacked.append(value)
     merged = np.concatenate(stacked, axis=-1) if len(stacked) > 1 else stacked[0]
     return [merged[i] for i in range(len(keep))]
-
-
-def with_defaults(request: InferenceRequest, **changes) -> InferenceRequest:
-    """A copy of `request` with some fields changed (frozen dataclasses)."""
-    return replace(request, **changes)
 
 
 def warm_up(request: InferenceRequest) -> None:

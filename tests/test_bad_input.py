@@ -76,6 +76,7 @@ def models(tmp_path_factory):
     made["empty"] = root / "empty"
     made["rank5"] = _tf_module_model(root / "rank5", "rank5")
     made["unknown_channels"] = _tf_module_model(root / "unknown_channels", "unknown_channels")
+    made["unknown_rank"] = _tf_module_model(root / "unknown_rank", "unknown_rank")
     return made
 
 
@@ -90,6 +91,8 @@ def _tf_module_model(folder, kind):
         def serve(self, input_p):
             if kind == "rank5":
                 return {"out": tf.expand_dims(input_p, -1)}
+            if kind == "unknown_rank":
+                return {"out": tf.squeeze(input_p)}
             return {"out": tf.reshape(input_p, tf.concat([tf.shape(input_p)[:3], [-1]], 0))}
 
     module = Odd()
@@ -161,6 +164,11 @@ def test_fewer_sources_than_model_inputs(provider, tmp_path):
 
 def test_output_of_rank_5(provider, tmp_path, models):
     check(run(ARTIFACT, tmp_path, MODEL=str(models["rank5"]), SOURCE2=None), "rank 5", "OUTPUT_NAMES")
+
+
+def test_output_of_unknown_rank(provider, tmp_path, models):
+    check(run(ARTIFACT, tmp_path, MODEL=str(models["unknown_rank"]), SOURCE2=None), "unknown rank",
+          "OUTPUT_NAMES")
 
 
 def test_output_with_unknown_channels(provider, tmp_path, models):
