@@ -19,11 +19,19 @@ print("OK", result.plan.size, result.plan.exact)
 """
 
 
-def test_engine_runs_from_plain_python_without_qgis(tmp_path):
+def test_engine_runs_from_plain_python_without_qgis_with_the_toolbox_pixels(provider, tmp_path):
+    import numpy as np
+    import processing
+    from osgeo import gdal
+
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "out.tif")], capture_output=True,
                          text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "OK (500, 500) True" in run.stdout
+    toolbox = processing.run("seamless:validpartinference", {
+        "MODEL": str(MODEL), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], "OUTPUT": str(tmp_path / "qgis.tif")})
+    a, b = (gdal.Open(str(p)).ReadAsArray() for p in (tmp_path / "out.tif", toolbox["OUTPUT"]))
+    assert np.abs(a - b).max() == 0.0
 
 
 def test_no_engine_module_imports_qgis():
