@@ -154,8 +154,12 @@ def _probe_sources(sources, placeholders, lattice, rfields, synthetic=False):
     return probes
 
 
-def plan_inference(request: InferenceRequest, model: SavedModel | None = None) -> Plan:
-    """Validate a request against its rasters and model, and derive the grid, efield, tiles and batch."""
+def plan_inference(request: InferenceRequest, model: SavedModel | None = None, measure: bool = True) -> Plan:
+    """Validate a request against its rasters and model, and derive the grid, efield, tiles and batch.
+
+    measure=False skips running the model to measure its stride and valid window (OTBTF mode only: the OTBTF
+    backend needs the grid, not the tiles; the tiles are then the expression field, as OTBTF's).
+    """
     if not request.sources:
         raise EngineError("Give at least one source raster.", "SOURCE1")
     if request.extent_mode not in EXTENT_MODES:
@@ -209,7 +213,7 @@ def plan_inference(request: InferenceRequest, model: SavedModel | None = None) -
 
     notes = []
     probe, exact = None, None
-    if request.extent_mode == FULL or request.tile_size is None:  # Full needs the stride, Auto the exactness
+    if request.extent_mode == FULL or (request.tile_size is None and measure):  # Full: stride; Auto: exactness
         model = model or SavedModel.load(request.model_dir)
         probe = _probe(model, request.sources, placeholders, lattice, rfields, output_names[0])
         exact = probe.exact_crop <= 0 or _crop_is_exact(signature, output_names[0], request.crop, probe)
@@ -262,10 +266,33 @@ def _probe(model, sources, placeholders, lattice, rfields, output_name):
         run = lambda feeds: model.run(feeds, [name])  # noqa: E731
         real = probe_model(run, _probe_sources(sources, placeholders, lattice, rfields), steps, name)
         noise = probe_model(run, _probe_sources(sources, placeholders, lattice, rfields, True), steps, name)
-        # a pixel is polluted if either input shows it: keep the larger loss per side
-        cache[key] = replace(real, lost=tuple(max(a, b) for a, b in zip(real.lost, noise.lost)),
+        # a pixel is polluted if either input, or the graph (model analysis), shows it: keep the larger loss
+        losses = [real.lost, noise.lost, _theory_lost(model, placeholders, lattice, rfields, name, real)]
+        cache[key] = replace(real, lost=tuple(max(v) for v in zip(*(lo for lo in losses if lo))),
                              stride=tuple(max(a, b) for a, b in zip(real.stride, noise.stride)))
     return cache[key]
+
+
+def _theory_lost(model, placeholders, lattice, rfields, name, probe) -> tuple | None:
+    """Pixels the model's graph says a tile border pollutes (engine.receptive, the Model analysis
+    algorithm's theory), or None when the graph cannot be followed; the measurement then decides alone."""
+    from fractions import Fraction
+
+    from .receptive import read_theory
+
+    ref = (lattice.sources_x[0].step, lattice.sources_y[0].step)
+    steps = {p: (Fraction(ax.step, ref[0]), Fraction(ay.step, ref[1]))
+             for p, ax, ay in zip(placeholders, lattice.sources_x, lattice.sources_y)}
+    try:
+        theory = read_theory(model.function, dict(zip(placeholders, rfields)), steps)
+        geo = theory.outputs.get(name)
+    except Exception:  # noqa: BLE001 (any graph the walker does not know: the measurement decides)
+        return None
+    if geo is None:
+        return None
+    (x0, x1), (y0, y1) = geo.window
+    width, height = probe.tile_output
+    return x0, y0, width - x1, height - y1
 
 
 _probe._cache = {}  # type: ignore[attr-defined]
@@ -394,10 +421,20 @@ def _clip(plan: Plan, tx: int, ty: int) -> tuple:
 
 
 def run_inference(request: InferenceRequest, output_path: str, progress=None, is_canceled=None,
-                  log_info=None) -> InferenceResult:
-    """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool."""
+                  log_info=None, backend: str = "tensorflow") -> InferenceResult:
+    """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool.
+
+    backend: "tensorflow" (this engine), "otbtf" (pyotb's TensorflowModelServe, OTBTF extent mode only) or
+    "auto" (OTBTF when installed and able to run the request); the choice and its reason are logged.
+    """
     started = time.perf_counter()
     say = log_info or log.info
+    from .otbtf_backend import BACKEND_NAMES, OTBTF_BACKEND, choose_backend, run_otbtf  # noqa: PLC0415 (cycle)
+
+    chosen, reason = choose_backend(backend, request)
+    say(f"Backend: {BACKEND_NAMES[chosen]} ({reason}).")
+    if chosen == OTBTF_BACKEND:
+        return run_otbtf(request, output_path, say, progress, is_canceled)
     _check_output_path(request, output_path)
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
