@@ -233,6 +233,8 @@ def plan_inference(request: InferenceRequest, model: SavedModel | None = None, m
         base, quantum = (bx, by), (qx, qy)
 
     window = _window(request.extent, infos[0].grid, lattice, out_x, out_y)
+    # tiles start on the lattice at or just before the written window (any lattice point gives the same pixels)
+    base = tuple(b + (window[a] - b) // quantum[a] * quantum[a] for a, b in enumerate(base))
     tile = _tile_size(request, quantum, efield, exact, window, base)
     pixels = 1
     for s, info in zip(request.sources, infos):
@@ -396,9 +398,10 @@ def _tile_size(request, quantum, efield, exact, window, base) -> tuple:
     tile = []
     for axis in (0, 1):
         q = quantum[axis]
-        first = base[axis] + (window[axis] - base[axis]) // q * q
-        needed = -(-(window[axis + 2] - first) // q) * q  # one tile over the whole window if it fits
-        tile.append(max(q, min(needed, max(q, AUTO_TILE_MAX // q * q))))
+        span = window[axis + 2] - base[axis]  # tiles start at `base`, on the lattice, at or before the window
+        largest = max(q, AUTO_TILE_MAX // q * q)
+        count = -(-span // largest)
+        tile.append(-(-span // (count * q)) * q)  # balanced: the last tile barely overhangs the window
     return tuple(tile)
 
 
