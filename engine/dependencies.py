@@ -23,6 +23,12 @@ def install_hint(system: str | None = None) -> str:
             + "  (Debian/Ubuntu; numpy<2 keeps Debian's GDAL bindings working)")
 
 
+def all_hints() -> str:
+    """The install command of every platform (the user may read this on another machine)."""
+    return "; ".join(f"{name}: {install_hint(system)}" for name, system in
+                     (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin")))
+
+
 def tensorflow_available() -> bool:
     """True when TensorFlow can be found, without importing it (cheap enough for plugin start-up)."""
     return importlib.util.find_spec("tensorflow") is not None
@@ -46,7 +52,7 @@ def import_tensorflow():
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
             f"TensorFlow cannot be imported in this Python ({sys.executable}, {exc.__class__.__name__}: {exc}). "
-            f"Install it into QGIS's Python: {install_hint()}") from exc
+            f"Install it into QGIS's Python: {install_hint()}. Elsewhere: {all_hints()}") from exc
     finally:
         if flags is not None:
             sys.setdlopenflags(flags)
