@@ -11,6 +11,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine import DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing, EngineError, Source
 from ..engine.inference import InferenceRequest
+from ..engine.otbtf_backend import BACKENDS
 from ..engine.raster import COMPRESSIONS
 from .styling import load_styled
 
@@ -146,6 +147,7 @@ class InferenceAlgorithm(ModelAlgorithm):
     SPCSCALE = "SPCSCALE"
     EXTENT = "EXTENT"
     EXTENT_MODE = "EXTENT_MODE"
+    BACKEND = "BACKEND"
     PADDING = "PADDING"
     TILE_SIZE = "TILE_SIZE"
     BATCH_SIZE = "BATCH_SIZE"
@@ -156,6 +158,9 @@ class InferenceAlgorithm(ModelAlgorithm):
 
     EXTENT_MODE_LABELS = ("Full: the whole extent of source 1 (virtual padding beyond the edges)",
                           "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
+    BACKEND_LABELS = ("Auto: OTBTF when pyotb has TensorflowModelServe (OTBTF extent mode), else TensorFlow",
+                      "TensorFlow (this plugin's engine)",
+                      "OTBTF (pyotb's TensorflowModelServe; OTBTF extent mode only)")
     PADDING_LABELS = ("Mirror", "Zeros")
     DATA_TYPE_NAMES = tuple(DATA_TYPES)
     COMPRESSION_LABELS = ("Auto (ZSTD for integer types, none for float: it saves ~10 % at 2.6x the write time)",
@@ -174,6 +179,8 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
             defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.BACKEND, self.tr("Backend"), [self.tr(s) for s in self.BACKEND_LABELS], defaultValue=0))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
             self.SPCSCALE, self.tr("Output spacing scale (output pixel = source 1 pixel x scale)"),
             QgsProcessingParameterNumber.Double, 1.0, minValue=0.0001)))
@@ -226,7 +233,8 @@ class InferenceAlgorithm(ModelAlgorithm):
         try:
             request = self.complete(self.request(parameters, context, self.sources(parameters, context)), feedback)
             result = run_inference(request, output, progress=lambda f: feedback.setProgress(100.0 * f),
-                                   is_canceled=feedback.isCanceled, log_info=feedback.pushInfo)
+                                   is_canceled=feedback.isCanceled, log_info=feedback.pushInfo,
+                                   backend=BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)])
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         plan = result.plan

@@ -5,9 +5,12 @@ ComputeImagesStatistics: the BandMathX expression is a matrix product, so it ret
 *vector*, sqrt(mean over pixels of the sum over bands of d_b^2), not a per-band RMSE (findings.md, 1). Here both
 are computed, over the intersection of the two footprints (the seed fails when the image does not cover the
 reference, findings.md 2), streaming blocks of rows so that memory does not depend on the raster size.
+When pyotb imports with OTB, the same numbers come from the seed's OTB applications instead (ExtractROI mode fit,
+both ways, BandMathX, ComputeImagesStatistics); `method` forces one or the other.
 All errors are in the rasters' value units; d = image - reference.
 """
 
+import ast
 import math
 from dataclasses import dataclass
 
@@ -18,6 +21,11 @@ from .grid import build_lattice
 from .raster import OutputWriter, open_raster, raster_info, same_crs
 
 REFERENCE, IMAGE = "REFERENCE", "IMAGE"  # the parameters errors name
+AUTO, NUMPY, OTB = "auto", "numpy", "otb"
+METHODS = (AUTO, NUMPY, OTB)
+METHOD_TEXT = {NUMPY: "numpy, streaming blocks of rows",
+               OTB: "OTB through pyotb, as the seed's helper: ExtractROI (mode fit, each raster on the other), "
+                    "BandMathX, ComputeImagesStatistics"}
 SQUARED_ERROR_NODATA = -1.0  # impossible for a squared error
 _BLOCK_PIXELS = 1 << 20  # blocks hold at most this many pixels (a block of rows is split into columns)
 _TOLERANCE = 1e-6  # relative, on pixel sizes
@@ -75,6 +83,7 @@ class Comparison:
     nodata: tuple = (None, None)  # (reference, image): per compared band, or None when no band has one
     squared_error_path: str | None = None
     above_tolerance: int = 0  # pixels where some |d_b| > the tolerance given to compare_rasters
+    method: str = NUMPY  # what computed the numbers: "numpy" or "otb" (pyotb's applications)
 
     def summary(self) -> str:
         """A few lines of text for a log or a report."""
@@ -88,6 +97,7 @@ class Comparison:
             f"the squared differences): {self.vector_rmse:.6g}",
             "Per-band RMSE: " + ", ".join(f"band {b} {v:.6g}" for b, v in zip(self.bands, self.band_rmse)),
             f"MAE (all bands): {self.mae:.6g}; max |error|: {self.max_abs_error:.6g}",
+            f"Computed with {METHOD_TEXT.get(self.method, self.method)}.",
         ]
         if self.nodata != (None, None):
             described = [f"{name} " + (", ".join("none" if v is None else f"{v:g}" for v in values) if values
@@ -154,7 +164,7 @@ def _nodata_mask(block: np.ndarray, nodata: tuple | None) -> np.ndarray:
 
 def compare_rasters(reference: str, image: str, squared_error_path: str | None = None, bands: list | None = None,
                     progress=None, is_canceled=None, block_rows: int = 256,
-                    tolerance: float = math.inf) -> Comparison:
+                    tolerance: float = math.inf, method: str = AUTO) -> Comparison:
     """Compare `image` with `reference` over their geographic intersection, streaming blocks of rows.
 
     Both rasters must share the CRS, the pixel size and the pixel grid (else EngineError naming IMAGE). `bands`
@@ -162,8 +172,12 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
     that are no-data in any compared band of either raster are ignored and counted. `squared_error_path`, when
     given, receives a float32 GeoTIFF of the per-pixel sum over bands of d^2 on the intersection's grid (no-data
     -1). `tolerance` counts the pixels where some |d_b| exceeds it (above_tolerance).
-    progress(fraction), is_canceled() -> bool; a cancel raises Cancelled and leaves no file.
+    method: "otb" computes with pyotb's OTB applications (no no-data, no squared-error raster), "numpy" streams
+    with numpy, "auto" takes OTB when pyotb imports with OTB and the comparison needs neither; both give the same
+    numbers (relative 1e-7). progress(fraction), is_canceled() -> bool; a cancel raises Cancelled and leaves no file.
     """
+    if method not in METHODS:
+        raise EngineError(f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}.", "METHOD")
     ref_info = raster_info(reference, "Reference", REFERENCE)
     img_info = raster_info(image, "Image", IMAGE)
     window_ref, window_img = _intersection(ref_info, img_info)
@@ -171,6 +185,21 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
     ref_ds, img_ds = open_raster(reference, "Reference", REFERENCE), open_raster(image, "Image", IMAGE)
     nodata = tuple(tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands) for ds in (ref_ds, img_ds))
     nodata = tuple(values if any(v is not None for v in values) else None for values in nodata)
+    if method != NUMPY:
+        pyotb, unsuitable = _otb_choice(nodata, squared_error_path)
+        try:
+            if unsuitable:
+                raise _Unsuitable(unsuitable)
+            if is_canceled and is_canceled():
+                raise Cancelled("Cancelled by the user.")
+            result = _compare_otb(pyotb, reference, image, ref_info.grid, (window_ref, window_img), bands, nodata,
+                                  tolerance)
+            if progress:
+                progress(1.0)
+            return result
+        except _Unsuitable as exc:
+            if method == OTB:
+                raise EngineError(f"The OTB comparison cannot run: {exc}; use the numpy method.", "METHOD") from exc
     x, y, width, height = window_ref
     xi, yi = window_img[:2]
     g = ref_info.grid
@@ -213,3 +242,80 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
     return Comparison(reference, image, bands, math.sqrt(sum(band_ms)), tuple(math.sqrt(v) for v in band_ms),
                       sums.absolute / (sums.pixels * len(bands)), sums.max_abs, sums.max_squared, sums.pixels,
                       skipped, window_ref, window_img, nodata, path, sums.above)
+
+
+class _Unsuitable(Exception):
+    """The OTB path cannot compute this comparison (the reason is the message)."""
+
+
+def _otb_choice(nodata: tuple, squared_error_path) -> tuple:
+    """(pyotb or None, why the OTB path cannot run or None)."""
+    if nodata != (None, None):
+        return None, "no-data values are declared, and OTB's statistics would count those pixels"
+    if squared_error_path:
+        return None, "the squared-error raster is written by the numpy path"
+    from .otbtf_backend import import_pyotb  # noqa: PLC0415 (pyotb only when asked for)
+
+    pyotb, reason = import_pyotb()
+    return pyotb, None if pyotb is not None else reason
+
+
+def _statistics(pyotb, images: list, expressions: list) -> dict:
+    """{"mean": [...], "max": [...]} per expression: BandMathX over `images`, then ComputeImagesStatistics."""
+    bands = pyotb.BandMathX({"il": images, "exp": ";".join(expressions)}, quiet=True)
+    stats = pyotb.ComputeImagesStatistics({"il": [bands]}, quiet=True)
+    values = {}
+    for key in ("mean", "max"):
+        value = stats[f"out.{key}"]
+        values[key] = [float(v) if abs(float(v)) > 1e-300 else 0.0  # the maximum of an all-negative band
+                       for v in (ast.literal_eval(value) if isinstance(value, str) else value)]
+    return values
+
+
+def _compare_otb(pyotb, reference: str, image: str, grid, windows: tuple, bands: tuple, nodata: tuple,
+                 tolerance: float) -> Comparison:
+    """The seed's helper over the intersection: ExtractROI fits the image on the reference, then the reference on
+    that, BandMathX builds d_b^2, |d_b|, the seed's sum over bands (im1-im2)*(im1-im2)' and the tolerance test,
+    ComputeImagesStatistics averages them. OTB prints its statistics with 6 significant digits: a second pass
+    over each quantity minus its first value recovers full precision (for a maximum, minus a little less: OTB's
+    maximum of an all-negative band is the smallest positive double). All quantities are >= 0."""
+    try:
+        fitted = pyotb.ExtractROI({"in": image, "mode": "fit", "mode.fit.im": reference}, quiet=True)
+        reference_roi = pyotb.ExtractROI({"in": reference, "mode": "fit", "mode.fit.im": fitted}, quiet=True)
+        x, y, width, height = windows[0]
+        origin = (grid.origin_x + x * grid.spacing_x, grid.origin_y - y * grid.spacing_y)
+        for roi in (fitted, reference_roi):
+            rows, cols = roi.shape[:2]
+            transform = roi.transform  # (sx, 0, x0, 0, -sy, y0)
+            if ((cols, rows) != (width, height) or abs(transform[2] - origin[0]) > 1e-3 * grid.spacing_x
+                    or abs(transform[5] - origin[1]) > 1e-3 * grid.spacing_y):
+                raise _Unsuitable(f"ExtractROI (mode fit) kept {cols} x {rows} pixels at ({transform[2]:.3f}, "
+                                  f"{transform[5]:.3f}), not the intersection's {width} x {height} at "
+                                  f"({origin[0]:.3f}, {origin[1]:.3f})")
+        images = [fitted, reference_roi]  # im1 = image, im2 = reference: d = im1 - im2
+        diffs = [f"(im1b{b}-im2b{b})" for b in bands]
+        squares, absolutes = [f"{d}*{d}" for d in diffs], [f"abs({d})" for d in diffs]
+        expressions = squares + absolutes + ["+".join(squares)]
+        wanted = [(i, "mean") for i in range(2 * len(bands))] + [(i, "max") for i in range(len(bands),
+                                                                                          len(expressions))]
+        if math.isfinite(tolerance):
+            expressions.append("(" + " || ".join(f"{a}>{tolerance!r}" for a in absolutes) + ") ? 1 : 0")
+            wanted.append((len(expressions) - 1, "mean"))
+        first = _statistics(pyotb, images, expressions)
+        offsets = [first[stat][i] * (1.0 - 1e-5 if stat == "max" else 1.0) for i, stat in wanted]
+        residuals = _statistics(pyotb, images, [f"({expressions[i]})-({offset!r})"
+                                                for (i, _), offset in zip(wanted, offsets)])
+    except _Unsuitable:
+        raise
+    except Exception as exc:  # pyotb: RuntimeError (OTB), KeyError, ValueError
+        raise _Unsuitable(f"{type(exc).__name__}: {str(exc).strip()[:300]}") from exc
+    value = {(i, stat): max(0.0, offset + residuals[stat][k])
+             for k, ((i, stat), offset) in enumerate(zip(wanted, offsets))}
+    count = len(bands)
+    band_ms = [value[i, "mean"] for i in range(count)]
+    pixels = width * height
+    above = round(value[len(expressions) - 1, "mean"] * pixels) if math.isfinite(tolerance) else 0
+    return Comparison(reference, image, bands, math.sqrt(sum(band_ms)), tuple(math.sqrt(v) for v in band_ms),
+                      sum(value[count + b, "mean"] for b in range(count)) / count,
+                      max(value[count + b, "max"] for b in range(count)), value[2 * count, "max"], pixels, 0,
+                      windows[0], windows[1], nodata, None, above, OTB)
