@@ -64,14 +64,31 @@ def limit(size: int = 2048, repeats: int = 3) -> float:
     return best
 
 
+def distortion(pan, xs, limit_mpx: float) -> tuple:
+    """(output Mpx/s of the whole sweep, measured time / theoretical time). Theoretical: each crop's cost
+    (R / (R - 2c))^2 times its output pixels, at the model's own speed (the limit)."""
+    from seamless_inference.engine.distortion import distortion_comparison
+
+    crops = [0, 8, 16, 24, 32]
+    base = request(pan, xs, output="estimated")
+    distortion_comparison(base, 128, [0])  # warm up TensorFlow and the probe
+    started = time.perf_counter()
+    result = distortion_comparison(base, 128, crops)
+    seconds = time.perf_counter() - started
+    pixels = sum(r.output_pixels for r in result.crops)
+    theory = sum(r.theoretical_cost * r.output_pixels for r in result.crops) / (limit_mpx * 1e6)
+    return pixels / seconds / 1e6, seconds / theory
+
+
 def peak_rss(size: int) -> float:
     """Peak RSS (MB) of a child process running the valid part (Full, Auto) on a size x size scene."""
     pan, xs = make_scene(size, WORK)
     out = WORK / f"rss_{size}.tif"
-    code = (f"import resource, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+    # VmHWM, not getrusage: Linux keeps ru_maxrss across exec, so a child would report its parent's peak
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
             f"from seamless_inference.engine import run_inference; "
             f"run_inference(bench.request({str(pan)!r}, {str(xs)!r}), {str(out)!r}); "
-            f"print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            f"print('RSS', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     out.unlink(missing_ok=True)
@@ -94,6 +111,8 @@ def main() -> None:
     rows["valid part, OTBTF mode, 64 px blocks, batch 1 (tutorial)"] = tutorial
     artifact, _ = timed_run(request(pan, xs, output="estimated"), WORK / "artifact.tif")
     rows["artifact-prone, 128 px blocks"] = artifact
+    sweep, theory = distortion(pan, xs, rows["limit"])
+    rows["distortion comparison, crops 0, 8, 16, 24, 32 (R 128)"] = sweep
     from osgeo import gdal
 
     a = gdal.Open(str(WORK / "valid_full.tif")).ReadAsArray(32, 32, 1024, 1024)
@@ -101,7 +120,7 @@ def main() -> None:
     same_pixels = float(np.abs(a - b).max())
     sizes = (4096, 16384) if args.large else (4096, 8192)
     rss = {size: peak_rss(size) for size in sizes}
-    ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial}
+    ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory}
     print(f"\nScene {args.size} x {args.size} PAN + {args.size // 4} x {args.size // 4} XS, "
           f"{os.cpu_count()} CPU(s), device {result.device}, tile {result.plan.tile[0]}, batch {result.plan.batch}")
     print(f"{'run':60s} {'output Mpx/s':>12s}")
