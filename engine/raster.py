@@ -2,6 +2,7 @@
 
 import os
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,17 @@ def same_crs(wkt_a: str, wkt_b: str) -> bool:
         return wkt_a == wkt_b
     a, b = osr.SpatialReference(wkt=wkt_a), osr.SpatialReference(wkt=wkt_b)
     return bool(a.IsSame(b))
+
+
+@contextmanager
+def gdal_cache_limit(limit: int):
+    """Cap GDAL's global block cache at `limit` bytes for a while (never raise it), then restore it."""
+    previous = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(previous, limit))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(previous)
 
 
 def mirror_index(index: np.ndarray, size: int) -> np.ndarray:
