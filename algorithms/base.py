@@ -1,6 +1,7 @@
 """What the inference algorithms share: the TensorflowModelServe parameter block, its reading, error mapping."""
 
 import os
+import threading
 
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
@@ -19,6 +20,34 @@ ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 README_URL = "https://github.com/seamless-inference/seamless_inference#"
 MAX_SOURCES = 3
 SOURCE_DEFAULT_RFIELDS = (128, 32, 0)  # the seed's PAN 128 / XS 32; 0 = the ground footprint of source 1's
+
+
+def in_engine_thread(function, *args, **kwargs):
+    """Run `function` in a Python thread of its own and wait for it.
+
+    QGIS runs Toolbox algorithms in pooled task threads and gives them a new Python thread state per task;
+    TensorFlow keeps per-thread state, and its next call from a reused thread acquires the GIL with the dead
+    state: QGIS segfaulted on the 2nd to 6th Toolbox run about 2 times in 3 (pybind11 gil_scoped_acquire in
+    _pywrap_tf_session). A fresh thread per run fixed it (6 runs a session, 4 sessions out of 4), and unlike
+    FlagNoThreading it keeps the dialog responsive. Feedback calls from this thread are queued signals.
+    On the main thread (scripts, qgis_process) the function runs directly, so signals stay synchronous.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return function(*args, **kwargs)  # scripts, qgis_process, runAndLoadResults: never a pooled thread
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 (handed back to the calling thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="seamless-engine", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class SeamlessAlgorithm(QgsProcessingAlgorithm):
@@ -84,8 +113,7 @@ class ModelAlgorithm(SeamlessAlgorithm):
         for index in range(1, MAX_SOURCES + 1):
             optional = index > 1
             self.addParameter(QgsProcessingParameterMultipleLayers(
-                self.source_key(index), self.tr(f"Source {index}: raster(s), stacked as channels"
-                                                + (" [optional]" if optional else "")),
+                self.source_key(index), self.tr(f"Source {index}: raster(s), stacked as channels"),
                 QgsProcessing.TypeRaster, optional=optional))
             rfield = QgsProcessingParameterNumber(
                 self.source_key(index, "_RFIELD"),
@@ -231,10 +259,11 @@ class InferenceAlgorithm(ModelAlgorithm):
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
-            request = self.complete(self.request(parameters, context, self.sources(parameters, context)), feedback)
-            result = run_inference(request, output, progress=lambda f: feedback.setProgress(100.0 * f),
-                                   is_canceled=feedback.isCanceled, log_info=feedback.pushInfo,
-                                   backend=BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)])
+            request = self.request(parameters, context, self.sources(parameters, context))
+            backend = BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)]
+            result = in_engine_thread(lambda: run_inference(
+                self.complete(request, feedback), output, progress=lambda f: feedback.setProgress(100.0 * f),
+                is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         plan = result.plan

@@ -8,7 +8,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..engine import Cancelled, DependencyMissing, EngineError
 from ..engine.inference import InferenceRequest
-from .base import ModelAlgorithm
+from .base import ModelAlgorithm, in_engine_thread
 from .help import FIELDS
 from .styling import GrayStretch, keep_alive
 
@@ -16,6 +16,7 @@ from .styling import GrayStretch, keep_alive
 class DistortionComparison(ModelAlgorithm):
     """For a receptive field R and crops c: tiled inference with efield R - 2c against the exact valid part."""
 
+    REPORT_LABEL = "Distortion report"
     ICON = "distortion_comparison.svg"
     OUTPUT_NAMES = "OUTPUT_NAMES"
     RFIELD = "RFIELD"
@@ -69,7 +70,7 @@ class DistortionComparison(ModelAlgorithm):
             self.CHOSEN_CROP, self.tr("Crop whose RMSE is returned as a number"),
             QgsProcessingParameterNumber.Integer, 32, minValue=0))
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)")))
+            self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.TABLE, self.tr("Distortion table"), optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFolderDestination(
@@ -92,7 +93,7 @@ class DistortionComparison(ModelAlgorithm):
             text = self.parameterAsString(parameters, self.CROPS, context).strip()
             try:
                 crops = [int(c) for c in text.replace(";", ",").split(",") if c.strip()] if text else \
-                    default_crops(request.model_dir, rfield, names[0] if names else None)
+                    in_engine_thread(default_crops, request.model_dir, rfield, names[0] if names else None)
             except ValueError as exc:
                 raise EngineError(f"Crops must be whole numbers separated by commas (got {text!r}).",
                                   self.CROPS) from exc
@@ -103,8 +104,8 @@ class DistortionComparison(ModelAlgorithm):
                 import os
 
                 os.makedirs(error_folder, exist_ok=True)
-            result = distortion_comparison(
-                request, rfield, crops, self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
+            result = in_engine_thread(
+                distortion_comparison, request, rfield, crops, self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
                 log=feedback.pushInfo)
         except (EngineError, Cancelled, DependencyMissing) as exc:

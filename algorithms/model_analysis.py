@@ -5,7 +5,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, Qgs
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from ..engine import DependencyMissing, EngineError
-from .base import MAX_SOURCES, SeamlessAlgorithm
+from .base import MAX_SOURCES, SeamlessAlgorithm, in_engine_thread
 
 SIZE_DEFAULTS = (128, 32, 0)  # the seed's PAN 128 / XS 32
 
@@ -18,6 +18,7 @@ def _advanced(parameter):
 class ModelAnalysis(SeamlessAlgorithm):
     """Valid-size table, measured valid window, and the crop / fields to feed the inference algorithms."""
 
+    REPORT_LABEL = "Model analysis report"
     ICON = "model_analysis.svg"
     MODEL = "MODEL"
     OUTPUT_NAME_BASE = "OUTPUT_NAME_BASE"
@@ -77,7 +78,7 @@ class ModelAnalysis(SeamlessAlgorithm):
             self.OUTPUT_NAME_BASE, self.tr("Output to analyse (empty = the model's first output that is not a "
                                            "_cropN)"), optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)")))
+            self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addOutput(QgsProcessingOutputString(self.OUTPUT_NAME, self.tr("Output name to serve")))
         self.addOutput(QgsProcessingOutputNumber(self.CROP, self.tr("Crop (output pixels a side)")))
         self.addOutput(QgsProcessingOutputNumber(self.RFIELD, self.tr("Receptive field (source 1 pixels)")))
@@ -97,8 +98,8 @@ class ModelAnalysis(SeamlessAlgorithm):
             rasters.pop()
         name = self.parameterAsString(parameters, self.OUTPUT_NAME_BASE, context).strip()
         try:
-            analysis = analyse_model(self.parameterAsFile(parameters, self.MODEL, context), sizes, rasters or None,
-                                     name or None)
+            analysis = in_engine_thread(analyse_model, self.parameterAsFile(parameters, self.MODEL, context),
+                                        sizes, rasters or None, name or None)
         except (EngineError, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
