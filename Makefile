@@ -15,7 +15,7 @@ OTB_SCRIPT := ../shared/tools/otb-python.sh
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: install apt venv plugin otb demo test bench clean-build
+.PHONY: install apt venv plugin otb demo test bench clean-build package screenshots model3
 
 install: apt venv plugin
 
@@ -70,3 +70,15 @@ clean-build:
 
 bench: install
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# dist/seamless_inference-<version>.zip for Plugins > Manage and Install Plugins > Install from ZIP (stdlib only)
+package:
+	python3 tools/package.py
+
+# docs/images/*.png, the README's pictures, from a real QGIS desktop under Xvfb (about 30 s)
+screenshots: install
+	$(PY) tools/screenshots.py
+
+# models/seed_workflow.model3 from tools/make_model3.py (after a parameter of a child algorithm changed)
+model3: install
+	$(PY) tools/make_model3.py

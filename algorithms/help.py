@@ -22,5 +22,12 @@ floating-point snapping can misregister sources on non-round origins; this plugi
 <p>The extent is geographic (in source 1's CRS), not an index box; several tiles go through TensorFlow in
 one call; outputs are written under a temporary name and renamed when complete. Receptive and expression
 fields are square here (OTBTF's x/y pairs are equal).</p>
+<h3>Model analysis</h3>
+<p><b>Model analysis</b> (seamless:modelanalysis) reports, for any SavedModel and receptive fields, the valid size
+of every layer, the measured valid window, the total stride, and the crop and expression field to use
+(efield = rfield - 2 x crop); in the Graphical Modeler connect its outputs to these fields (the plugin's
+models/seed_workflow.model3 does).</p>
 <p><b>A SavedModel is code</b>: TensorFlow runs what it contains. Load only models you trust.</p>
 """
+# QGIS's help panel makes a paragraph of every line of a help string: one line
+FIELDS = " ".join(FIELDS.split())

@@ -15,6 +15,7 @@ from .styling import load_styled
 class RasterComparison(SeamlessAlgorithm):
     """Compares an image with a reference where they overlap: RMSE (vector and per band), MAE, max error."""
 
+    REPORT_LABEL = "Raster comparison report"
     ICON = "raster_comparison.svg"
     REFERENCE = "REFERENCE"
     IMAGE = "IMAGE"
@@ -55,7 +56,12 @@ class RasterComparison(SeamlessAlgorithm):
             "ComputeImagesStatistics, square root of the mean, but works when the image does not cover the "
             "whole reference, and streams any raster size. The optional squared-error raster holds "
             "&Sigma;<sub>b</sub> d<sub>b</sub>&sup2; per pixel on the intersection's grid: it shows where the "
-            "blocking artifacts are, i.e. where the artifact-prone output departs from the valid part.</p>")
+            "blocking artifacts are, i.e. where the artifact-prone output departs from the valid part.</p>"
+            "<p>Why they differ: a model sees a <b>receptive field</b> (rfield) of input for each block of the "
+            "<b>expression field</b> (efield) it outputs; with <code>padding=\"same\"</code> the pixels near a "
+            "block border come from zero padding. Keeping the <b>valid part</b>, efield = rfield - 2 x crop with "
+            "a crop at least the polluted width, removes the artifacts. <i>Model analysis</i> gives that crop "
+            "for any model; <i>Distortion comparison</i> measures every crop at once.</p>")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """Two rasters, optional bands, optional squared-error raster and HTML report; the numbers out."""
@@ -69,7 +75,8 @@ class RasterComparison(SeamlessAlgorithm):
             createByDefault=False))
         # an .html file destination becomes a QgsProcessingOutputHtml: the dialog opens it in the Results Viewer
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True, createByDefault=True))
+            self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)"), optional=True,
+            createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber(self.RMSE, self.tr("RMSE (vector RMSE over the bands)")))
         self.addOutput(QgsProcessingOutputString(self.BAND_RMSE, self.tr("Per-band RMSE (comma separated)")))
         self.addOutput(QgsProcessingOutputNumber(self.MAE, self.tr("Mean absolute error")))

@@ -1,0 +1,266 @@
+"""The real QGIS desktop under Xvfb: the plugin loads, runs and styles its output, says how to install TensorFlow.
+
+Each test starts `qgis` (Debian's desktop) under `xvfb-run` in a profile of its own with the plugin enabled,
+runs a script in it (--code) that writes what it saw to a JSON file, and quits through File > Exit; the test
+asserts on that file and on QGIS's exit status.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import MODEL, PAN, PLUGINS, ROOT, XS
+from osgeo import gdal
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"),
+                                 reason="needs xvfb-run and the QGIS desktop (make apt)")]
+
+INSTALL_COMMAND = 'python3 -m pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
+
+# run inside QGIS before the test's own script: `report` collects, `finish()` writes it and quits
+PRELUDE = '''
+import json, os, traceback
+import qgis.utils
+from qgis.core import QgsApplication, QgsProject, QgsSettings
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface
+report = {"errors": []}
+
+
+def finish(waited=0):
+    """Write the report, then File > Exit once no task runs (Exit asks about running tasks)."""
+    if QgsApplication.taskManager().countActiveTasks() and waited < 30:
+        QTimer.singleShot(500, lambda: finish(waited + 1))
+        return
+    report["tasks running at exit"] = QgsApplication.taskManager().countActiveTasks()
+    with open(os.environ["SEAMLESS_DESKTOP_RESULT"], "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    QgsProject.instance().setDirty(False)
+    QgsSettings().setValue("askToSaveMemoryLayers", False, QgsSettings.App)  # outputs in /tmp are "temporary"
+    iface.actionExit().trigger()
+
+
+def step(function):
+    """Run a step from the event loop; a failure is reported, then QGIS quits."""
+    def run():
+        try:
+            function()
+        except Exception:
+            report["errors"].append(traceback.format_exc())
+            finish()
+    QTimer.singleShot(500, run)
+'''
+
+
+def run_desktop(tmp_path, script: str, with_tensorflow: bool = True, checkout_plugin: bool = True,
+                timeout: int = 180, env_extra: dict | None = None):
+    """Start the desktop on `script` (after PRELUDE); return (report, exit status, log). With checkout_plugin,
+    this checkout is the plugin (QGIS_PLUGINPATH=.build/plugins) and is enabled; without, the profile is bare."""
+    profile = tmp_path / "profile"
+    ini = profile / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[PythonPlugins]\nseamless_inference=true\n" if checkout_plugin else "", encoding="utf-8")
+    code = tmp_path / "desktop_script.py"
+    code.write_text(PRELUDE + textwrap.dedent(script), encoding="utf-8")
+    result = tmp_path / "desktop_result.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "QT_QPA_PLATFORM")}
+    env.pop("QGIS_PLUGINPATH", None)
+    env.update(QGIS_CUSTOM_CONFIG_PATH=str(profile), TF_CPP_MIN_LOG_LEVEL="2", SEAMLESS_DESKTOP_RESULT=str(result),
+               SEAMLESS_MODEL=str(MODEL), SEAMLESS_PAN=str(PAN), SEAMLESS_XS=str(XS), SEAMLESS_OUT=str(tmp_path),
+               **(env_extra or {}))
+    if checkout_plugin:
+        env["QGIS_PLUGINPATH"] = str(PLUGINS)
+    if with_tensorflow:
+        site = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
+                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        env["PYTHONPATH"] = site
+    process = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "qgis", "--nologo",
+                                "--noversioncheck", "--code", str(code)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=tmp_path)
+    try:
+        log, _ = process.communicate(timeout=timeout)
+        status = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # xvfb-run, Xvfb and QGIS: the session started here
+        log, _ = process.communicate()
+        status = "timeout"
+    (tmp_path / "desktop.log").write_text(log, encoding="utf-8")
+    report = json.loads(result.read_text(encoding="utf-8")) if result.exists() else None
+    assert report is not None, f"QGIS wrote no result (exit status {status}); its log:\n{log[-4000:]}"
+    assert not report["errors"], "\n".join(report["errors"])
+    return report, status, log
+
+
+def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
+    report, status, log = run_desktop(tmp_path, '''
+        @step
+        def run():
+            import processing
+            from qgis.core import QgsSingleBandGrayRenderer
+
+            report["active plugins"] = list(qgis.utils.active_plugins)
+            provider = QgsApplication.processingRegistry().providerById("seamless")
+            report["algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
+            result = processing.runAndLoadResults("seamless:validpartinference", {
+                "MODEL": os.environ["SEAMLESS_MODEL"], "SOURCE1": [os.environ["SEAMLESS_PAN"]],
+                "SOURCE2": [os.environ["SEAMLESS_XS"]],
+                "OUTPUT": os.path.join(os.environ["SEAMLESS_OUT"], "valid.tif")})
+            report["output"] = result["OUTPUT"]
+            layers = QgsProject.instance().layerTreeRoot().findLayers()
+            report["tree"] = [node.name() for node in layers]
+            for node in layers:
+                renderer = node.layer().renderer()
+                gray = isinstance(renderer, QgsSingleBandGrayRenderer)
+                enhancement = renderer.contrastEnhancement() if gray else None
+                report[node.name()] = {
+                    "source": node.layer().source(), "visible": node.isVisible(),
+                    "renderer": renderer.type(), "band": renderer.usesBands(),
+                    "stretch": [enhancement.minimumValue(), enhancement.maximumValue()] if enhancement else None}
+            report["message bar"] = [[w.title(), w.text()] for w in iface.messageBar().items()]
+            batch()
+
+
+        def batch():
+            """Every algorithm's batch dialog builds; two rows of valid-part inference run (main thread)."""
+            from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+            from processing.tools import dataobjects
+            from qgis.core import QgsProcessingAlgorithm
+
+            registry = QgsApplication.processingRegistry()
+            batch_flag = QgsProcessingAlgorithm.FlagSupportsBatch
+            report["batch flags"] = {algorithm: bool(registry.algorithmById(algorithm).flags() & batch_flag)
+                                     for algorithm in report["algorithms"]}
+            for algorithm in report["algorithms"]:
+                dialog = BatchAlgorithmDialog(registry.createAlgorithmById(algorithm), parent=iface.mainWindow())
+                dialog.close()
+            dialog = BatchAlgorithmDialog(registry.createAlgorithmById("seamless:validpartinference"),
+                                          parent=iface.mainWindow())
+            dialog.show()
+            panel, context = dialog.mainWidget(), dataobjects.createContext()
+            panel.addRow()  # a new dialog has one row
+            values = {"MODEL": os.environ["SEAMLESS_MODEL"], "SOURCE1": [os.environ["SEAMLESS_PAN"]],
+                      "SOURCE2": [os.environ["SEAMLESS_XS"]]}
+            for row, tile in enumerate((0, 128)):
+                for name, value in {**values, "TILE_SIZE": tile}.items():
+                    panel.wrappers[row][panel.parameter_to_column[name]].setParameterValue(value, context)
+                panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"]).setValue(
+                    os.path.join(os.environ["SEAMLESS_OUT"], f"batch{row}.tif"))
+            dialog.runAlgorithm()
+            out = os.environ["SEAMLESS_OUT"]
+            report["batch outputs"] = [os.path.join(out, f"batch{row}.tif") for row in (0, 1)]
+            report["batch log"] = dialog.textLog.toPlainText()[-2000:] if hasattr(dialog, "textLog") else ""
+            dialog.close()
+            finish()
+    ''')
+    assert "seamless_inference" in report["active plugins"]
+    assert "seamless:validpartinference" in report["algorithms"] and len(report["algorithms"]) >= 5
+    assert report["tree"][0] == "estimated_crop32 - valid part", report["tree"]
+    layer = report["estimated_crop32 - valid part"]
+    assert layer["source"] == report["output"] and layer["visible"]
+    assert (layer["renderer"], layer["band"], layer["stretch"]) == ("singlebandgray", [2], [0.0, 1.0]), layer
+    assert report["message bar"] == [], report["message bar"]  # no notice and no Python error
+    assert all(report["batch flags"].values()), report["batch flags"]
+    reference = gdal.Open(report["output"]).ReadAsArray()
+    for output in report["batch outputs"]:  # two batch rows, Auto and 128 px tiles: the same pixels
+        assert os.path.exists(output), report["batch log"]
+        assert np.abs(gdal.Open(output).ReadAsArray() - reference).max() < 1e-5  # oneDNN: tile-size rounding
+    assert status == 0, f"QGIS did not quit cleanly after the runs (exit status {status}):\n{log[-3000:]}"
+
+
+def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
+    report, status, log = run_desktop(tmp_path, with_tensorflow=False, script='''
+        @step
+        def look():
+            import importlib.util
+
+            report["tensorflow importable"] = importlib.util.find_spec("tensorflow") is not None
+            report["active plugins"] = list(qgis.utils.active_plugins)
+            provider = QgsApplication.processingRegistry().providerById("seamless")
+            report["algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
+            report["message bar"] = [[w.title(), w.text()] for w in iface.messageBar().items()]
+            finish()
+    ''')
+    if report["tensorflow importable"]:
+        pytest.skip("TensorFlow is importable in QGIS's own Python here: no notice to check")
+    assert "seamless_inference" in report["active plugins"]
+    assert "seamless:validpartinference" in report["algorithms"] and len(report["algorithms"]) >= 5
+    assert len(report["message bar"]) == 1, report["message bar"]
+    title, text = report["message bar"][0]
+    assert title == "Seamless Inference" and INSTALL_COMMAND in text, text
+    assert "Traceback" not in log and "Traceback" not in text
+    assert status == 0, f"exit status {status}:\n{log[-3000:]}"
+
+
+TOOLBOX_RUNS = ("validpartinference", "artifactproneinference", "distortioncomparison", "validpartinference",
+                "distortioncomparison", "artifactproneinference")
+
+
+def test_toolbox_runs_in_a_row_do_not_crash_qgis(tmp_path):
+    """Six runs through the Toolbox's dialogs, as a user clicks Run: background tasks, one after the other."""
+    report, status, log = run_desktop(tmp_path, timeout=150, script=f'''
+        from qgis.PyQt.QtCore import QModelIndex
+        RUNS = {list(TOOLBOX_RUNS)!r}
+        report["done"] = []
+
+
+        def toolbox_run(index):
+            if index == len(RUNS):
+                finish()
+                return
+            algorithm = "seamless:" + RUNS[index]
+            output = os.path.join(os.environ["SEAMLESS_OUT"], f"run{{index}}")
+            params = {{"MODEL": os.environ["SEAMLESS_MODEL"], "SOURCE1": [os.environ["SEAMLESS_PAN"]],
+                      "SOURCE2": [os.environ["SEAMLESS_XS"]]}}
+            if "distortion" in algorithm:
+                params["REPORT"] = output + ".html"
+            else:
+                params["OUTPUT"] = output + ".tif"
+            toolbox = qgis.utils.plugins["processing"].toolbox
+            tree = toolbox.algorithmTree
+
+            def find(parent):
+                for row in range(tree.model().rowCount(parent)):
+                    child = tree.model().index(row, 0, parent)
+                    found = tree.algorithmForIndex(child)
+                    if found is not None and found.id() == algorithm:
+                        return child
+                    child = find(child)
+                    if child is not None:
+                        return child
+
+            tree.setCurrentIndex(find(QModelIndex()))
+
+            def press_run():
+                from processing.gui.AlgorithmDialog import AlgorithmDialog
+
+                dialog = [w for w in iface.mainWindow().findChildren(AlgorithmDialog) if w.isVisible()][0]
+                dialog.setParameters(params)
+                dialog.runAlgorithm()
+
+                def wait():
+                    written = os.path.exists(output + (".html" if "distortion" in algorithm else ".tif"))
+                    if written and QgsApplication.taskManager().countActiveTasks() == 0:
+                        timer.stop()
+                        report["done"].append(algorithm)
+                        QTimer.singleShot(300, dialog.close)
+                timer = QTimer()
+                timer.timeout.connect(wait)
+                timer.start(200)
+                press_run.timer = timer
+
+            QTimer.singleShot(800, press_run)
+            toolbox.executeAlgorithm()  # modal, as a double click in the Toolbox: returns when the dialog closes
+            QTimer.singleShot(300, lambda: toolbox_run(index + 1))
+
+
+        step(lambda: toolbox_run(0))
+    ''')
+    assert len(report["done"]) == len(TOOLBOX_RUNS), report["done"]
+    assert status == 0, f"QGIS crashed (exit status {status}) after {report['done']}:\n{log[-3000:]}"
