@@ -212,9 +212,10 @@ class SavedModel:
             results = dict(zip(keys, self._runner(keys)(tensors)))
         except Exception as exc:
             shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
-            raise EngineError(f"The model failed on input tensors {shapes}: {_first_line(exc)}. Check the "
-                              "receptive fields (a strided network needs input sizes that are multiples of "
-                              "its total stride) and the placeholders.", "SOURCE1_RFIELD") from exc
+            raise EngineError(f"The model failed on input tensors {shapes} (TensorFlow: {_first_line(exc)}). "
+                              "Check the receptive fields: a strided network needs input sizes that are "
+                              "multiples of its total stride (Model analysis measures it; 16 for the sample), "
+                              "and the placeholders.", "SOURCE1_RFIELD") from exc
         out = {}
         for name, key in zip(output_names, keys):
             value = np.asarray(results[key])
@@ -227,5 +228,13 @@ class SavedModel:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
+    """The line of a TensorFlow error that says what went wrong (its first line is often only
+    "Graph execution error:")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines:
+        if any(key in line for key in ("Incompatible shapes", "Dimensions must be", "ConcatOp", "must be",
+                                       "Invalid", "invalid", "does not match", "mismatch")):
+            return line[:300]
+    useful = [line for line in lines if not line.startswith(("Detected at node", "File ", "Graph execution error",
+                                                             "Stack trace", "[["))]
+    return (useful[-1] if useful else lines[0] if lines else exc.__class__.__name__)[:300]

@@ -117,6 +117,7 @@ def run(algorithm, tmp_path, **params):
 
 
 def check(message, *fragments):
+    print(f"\nMESSAGE: {message}")  # the catalogue, as the user reads it (pytest -s)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in: {message}"
 
