@@ -155,10 +155,18 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def best_crop(available: dict, exact_crop: int, rfield: int) -> int:
-    """The smallest available crop that keeps only exact pixels and still leaves an efield; else the largest."""
-    fitting = [c for c in available if rfield - 2 * c > 0]
-    exact = [c for c in fitting if c >= exact_crop]
-    if exact:
-        return min(exact)
-    return max(fitting) if fitting else 0
+def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1) -> int:
+    """The crop (output pixels a side) to serve: the smallest of `available` that keeps only exact pixels, leaves
+    an expression field (2 x crop < `size`, the tile's output size) and keeps OTBTF-style tiles on the total-stride
+    lattice (2 x crop x `pixel` a multiple of `stride`; `pixel` = an output pixel in source-1 pixels); when none
+    does, the exact crop rounded up to that lattice (the engine then crops the raw output itself)."""
+    def on_lattice(crop):
+        return (2 * crop * pixel) % stride == 0
+
+    fits = sorted(c for c in available if exact_crop <= c and 0 < c and 2 * c < size and on_lattice(c))
+    if fits:
+        return fits[0]
+    crop = exact_crop
+    while not on_lattice(crop):
+        crop += 1
+    return crop

@@ -9,6 +9,7 @@ a temporary file renamed at the end. Memory is bounded by the tile and batch siz
 import logging
 import os
 import time
+from fractions import Fraction
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from math import ceil
@@ -16,7 +17,7 @@ from math import ceil
 import numpy as np
 
 from . import grid as g
-from .analysis import ProbeSource, best_crop, probe_model
+from .analysis import ProbeSource, probe_model, recommended_crop
 from .errors import Cancelled, EngineError
 from .model import SavedModel, read_signature, split_crop
 from .raster import MIRROR, ZEROS, OutputWriter, SourceReader, gdal_cache_limit, raster_info, same_crs
@@ -280,8 +281,6 @@ def _probe(model, sources, placeholders, lattice, rfields, output_name):
 def _theory_lost(model, placeholders, lattice, rfields, name, probe) -> tuple | None:
     """Pixels the model's graph says a tile border pollutes (engine.receptive, the Model analysis
     algorithm's theory), or None when the graph cannot be followed; the measurement then decides alone."""
-    from fractions import Fraction
-
     from .receptive import read_theory
 
     ref = (lattice.sources_x[0].step, lattice.sources_y[0].step)
@@ -635,17 +634,13 @@ def valid_part_output(request: InferenceRequest) -> tuple:
     plan = plan_inference(replace(request, output_names=(base,), efield=None, crop=0, tile_size=None,
                                   extent_mode=FULL, extent=None))
     probe = plan.probe
-    rfield = min(request.sources[0].rfield)
+    pixel = Fraction(plan.out_x.step, plan.lattice.sources_x[0].step)  # an output pixel in source-1 pixels
+    size = int(min(request.sources[0].rfield) / pixel)                  # a tile's output for one receptive field
     crops = {c: n for c, n in signature.crops_of(base).items() if c}
-    exact = [c for c in crops if probe.exact_crop <= c < rfield / 2]
-    if exact:
-        return crops[min(exact)], 0, probe
-    stride = max(probe.stride)
-    crop = probe.exact_crop
-    while (2 * crop) % stride:
-        crop += 1
-    if 2 * crop >= rfield:
-        raise EngineError(f"No exact valid part fits a {rfield} px receptive field: the model loses "
-                          f"{probe.exact_crop} px on a side of each tile. Raise source 1's receptive field "
-                          f"above {2 * crop}.", "SOURCE1_RFIELD")
+    crop = recommended_crop(crops, probe.exact_crop, max(probe.stride), size, pixel)
+    if 2 * crop >= size:
+        raise EngineError(f"No exact valid part fits a {size} px tile: the model loses {probe.exact_crop} px on a "
+                          f"side of each tile. Raise source 1's receptive field above {2 * crop}.", "SOURCE1_RFIELD")
+    if crop in crops:
+        return crops[crop], 0, probe
     return base, crop, probe

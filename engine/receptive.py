@@ -21,7 +21,7 @@ from math import ceil, gcd
 
 import numpy as np
 
-from .analysis import ProbeResult, ProbeSource, probe_model
+from .analysis import ProbeResult, ProbeSource, probe_model, recommended_crop
 from .dependencies import import_tensorflow
 from .errors import EngineError
 from .grid import build_lattice
@@ -726,15 +726,8 @@ class ModelAnalysis:
         """Smallest exact crop among `available` (default: the model's `_cropN` outputs) that leaves an
         expression field on the stride lattice; else the exact crop rounded up to the lattice (the engine then
         crops the raw output itself)."""
-        crops = sorted(c for c in (self.crops if available is None else available) if c > 0)
-        size = min(self.output_size)
-        fits = [c for c in crops if c >= self.exact_crop and 2 * c < size and self.on_stride_lattice(c)]
-        if fits:
-            return fits[0]
-        crop = self.exact_crop
-        while not self.on_stride_lattice(crop):
-            crop += 1
-        return crop
+        return recommended_crop(self.crops if available is None else available, self.exact_crop,
+                                self.total_stride, min(self.output_size), self.output_pixel)
 
     @property
     def recommended_output(self) -> str:

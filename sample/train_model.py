@@ -239,7 +239,7 @@ def write_model_card(path, info):
         f"  x 8 flips/rotations = {info['n_train']} training patches.",
         f"- Spatial hold-out: PAN rows {info['holdout_row']}..{info['rows'] - 1} (bottom "
         f"{int(HOLDOUT_FRACTION * 100)}%), never seen in training.",
-        f"- Loss: sparse categorical cross-entropy on `estimated` only (no loss on the crops).",
+        "- Loss: sparse categorical cross-entropy on `estimated` only (no loss on the crops).",
         f"- Optimiser: Adam, learning rate {LEARNING_RATE}, batch {BATCH_SIZE}, {info['epochs']} epochs, "
         f"seed {info['seed']}.",
         "- Deterministic: `keras.utils.set_random_seed`, `tf.config.experimental.enable_op_determinism()`,",

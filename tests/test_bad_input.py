@@ -51,7 +51,6 @@ def models(tmp_path_factory):
     from seamless_inference.engine.dependencies import import_tensorflow
 
     import_tensorflow()
-    from tensorflow.core.protobuf import saved_model_pb2
 
     root = tmp_path_factory.mktemp("models")
     made = {}

@@ -8,7 +8,7 @@ import pytest
 from conftest import MODEL, PAN, XS, seed_sources
 from osgeo import gdal
 
-from seamless_inference.engine import FULL, OTBTF, Cancelled, InferenceRequest, run_inference
+from seamless_inference.engine import OTBTF, Cancelled, InferenceRequest, run_inference
 from seamless_inference.engine.dependencies import import_tensorflow
 from seamless_inference.engine.raster import SourceReader
 
