@@ -240,9 +240,11 @@ def plan_inference(request: InferenceRequest, model: SavedModel | None = None, m
     base = tuple(b + (window[a] - b) // quantum[a] * quantum[a] for a, b in enumerate(base))
     tile = _tile_size(request, quantum, efield, exact, window, base)
     pixels = 1
-    for s, info in zip(request.sources, infos):
-        pixels += (tile[0] * lattice.out_step_x // lattice.sources_x[0].step + s.rfield[0]) * \
-                  (tile[1] * lattice.out_step_y // lattice.sources_y[0].step + s.rfield[1])
+    for index, source in enumerate(request.sources):  # a tile's input, in each source's pixels
+        pixels += (g.input_window(out_x, base[0], tile[0], lattice.sources_x[index], source.rfield[0], efield[0],
+                                  names[index], "x")[1]
+                   * g.input_window(out_y, base[1], tile[1], lattice.sources_y[index], source.rfield[1], efield[1],
+                                    names[index], "y")[1])
     batch = request.batch_size or max(1, BATCH_PIXELS // pixels)
     if request.extent_mode == FULL and request.tile_size is None and exact is False:
         notes.append(f"{output_names[0]} keeps pixels polluted by the tile borders (exact crop "
@@ -424,22 +426,27 @@ def _clip(plan: Plan, tx: int, ty: int) -> tuple:
     return (slice(c - ty, d - ty), slice(a - tx, b - tx)), (a - x0, c - y0)
 
 
-def run_inference(request: InferenceRequest, output_path: str, progress=None, is_canceled=None,
-                  log_info=None, backend: str = "tensorflow") -> InferenceResult:
+def run_inference(request: InferenceRequest, output_path: str | None, progress=None, is_canceled=None,
+                  log_info=None, backend: str = "tensorflow", sink=None) -> InferenceResult:
     """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool.
 
     backend: "tensorflow" (this engine), "otbtf" (pyotb's TensorflowModelServe, OTBTF extent mode only) or
     "auto" (OTBTF when installed and able to run the request); the choice and its reason are logged.
+    sink: instead of a GeoTIFF, sink(plan, bands, band_names) returns an object with OutputWriter's methods
+    (write(x0, y0, block, mask), declare_nodata, flush, commit, abort) that receives the output blocks: the
+    distortion comparison compares them in memory. The tensorflow backend only; output_path is then unused.
     """
     started = time.perf_counter()
     say = log_info or log.info
-    from .otbtf_backend import BACKEND_NAMES, OTBTF_BACKEND, choose_backend, run_otbtf  # noqa: PLC0415 (cycle)
+    from .otbtf_backend import (BACKEND_NAMES, OTBTF_BACKEND, TENSORFLOW_BACKEND, choose_backend,  # noqa: PLC0415
+                                run_otbtf)  # (import cycle)
 
-    chosen, reason = choose_backend(backend, request)
+    chosen, reason = choose_backend(backend, request) if sink is None else (TENSORFLOW_BACKEND, "blocks to a sink")
     say(f"Backend: {BACKEND_NAMES[chosen]} ({reason}).")
     if chosen == OTBTF_BACKEND:
         return run_otbtf(request, output_path, say, progress, is_canceled)
-    _check_output_path(request, output_path)
+    if sink is None:
+        _check_output_path(request, output_path)
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
     for note in plan.notes:
@@ -461,8 +468,11 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
             f"{'exact (seamless)' if plan.exact else 'NOT exact (blocking artifacts)'}.")
     tiles = _tiles(plan)
     say(f"Tiles: {len(tiles)} of {plan.tile[0]} x {plan.tile[1]} output pixels, {plan.batch} per TensorFlow call.")
-    writer = OutputWriter(output_path, width, height, bands, plan.geotransform, plan.crs_wkt,
-                          request.data_type, band_names=band_names, compression=request.compression)
+    if sink is not None:
+        writer = sink(plan, bands, band_names)
+    else:
+        writer = OutputWriter(output_path, width, height, bands, plan.geotransform, plan.crs_wkt,
+                              request.data_type, band_names=band_names, compression=request.compression)
     batches = [tiles[i:i + plan.batch] for i in range(0, len(tiles), plan.batch)]
     skipped = 0
     # a three-stage pipeline: the next batch is read and the last one written while TensorFlow computes;
@@ -494,7 +504,7 @@ def run_inference(request: InferenceRequest, output_path: str, progress=None, is
             writer.abort()
             raise
     seconds = time.perf_counter() - started
-    say(f"Wrote {path} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s of output"
+    say(f"Wrote {path or 'the output'} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s of output"
         + (f", {skipped} empty tile(s) skipped" if skipped else "") + ").")
     return InferenceResult(path, plan, len(tiles), skipped, seconds, model.device)
 
@@ -508,23 +518,44 @@ def _check_output_path(request: InferenceRequest, output_path: str) -> None:
                               "destroy the input; choose another output path.", "OUTPUT")
 
 
-def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, masks, bands) -> None:
-    """Write the part of each tile of `group` inside the output window: the background for skipped tiles and
-    for the pixels masked as no-data."""
+def _runs(plan: Plan, group) -> list:
+    """The tiles of a batch (row-major) as runs of horizontally adjacent tiles: [(first index, count)].
+    Each run is read once per source and written once: small tiles cost a few GDAL calls per batch, not two
+    per tile."""
+    runs = []
     for index, (tx, ty) in enumerate(group):
-        (rows, cols), (ox, oy) = _clip(plan, tx, ty)
-        if index in keep:
-            block = outputs[keep.index(index)][rows, cols]
-            mask = masks[index]
-            if mask is not None:
-                block = np.where(mask[rows, cols, np.newaxis], np.float32(plan.request.background), block)
-                writer.declare_nodata(plan.request.background)
+        if runs and ty == group[index - 1][1] and tx == group[index - 1][0] + plan.tile[0]:
+            runs[-1][1] += 1
         else:
-            shape = (rows.stop - rows.start, cols.stop - cols.start, bands)
-            block = np.full(shape, plan.request.background, np.float32)
+            runs.append([index, 1])
+    return runs
+
+
+def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, masks, bands) -> None:
+    """Write the part of each tile of `group` inside the output window, a run of adjacent tiles at a time:
+    the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too)."""
+    background = np.float32(plan.request.background)
+    for first, count in _runs(plan, group):
+        blocks, block_masks, origin = [], [], None
+        for index in range(first, first + count):
+            (rows, cols), position = _clip(plan, *group[index])
+            origin = origin or position
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            if index in keep:
+                blocks.append(outputs[keep.index(index)][rows, cols])
+                block_masks.append(None if masks[index] is None else masks[index][rows, cols])
+            else:
+                blocks.append(np.full(shape + (bands,), background, np.float32))
+                block_masks.append(np.ones(shape, bool))
+        block = blocks[0] if count == 1 else np.concatenate(blocks, axis=1)
+        mask = None
+        if any(m is not None for m in block_masks):
+            mask = np.concatenate([np.zeros(b.shape[:2], bool) if m is None else m
+                                   for b, m in zip(blocks, block_masks)], axis=1)
+            block = np.where(mask[..., np.newaxis], background, block)
             writer.declare_nodata(plan.request.background)
         if block.size:
-            writer.write(ox, oy, block)
+            writer.write(origin[0], origin[1], block, mask)
     writer.flush()  # to disk now, in this thread, rather than all at once when the file is closed
 
 
@@ -543,17 +574,25 @@ def _read_batch(plan: Plan, readers, group) -> tuple:
     As OTBTF, a tile is skipped when a source's whole input is its no-data value. Beyond OTBTF, output pixels
     whose source pixels are no-data (or NaN/inf, which are fed as the no-data value or 0) are masked.
     """
+    lattice, request = plan.lattice, plan.request
+    inputs = [[None] * len(readers) for _ in group]  # per tile, per source: (data, x, y)
+    for first, count in _runs(plan, group):
+        for s, (source, reader) in enumerate(zip(request.sources, readers)):
+            windows = [g.input_window(plan.out_x, group[i][0], plan.tile[0], lattice.sources_x[s],
+                                      source.rfield[0], plan.efield[0], plan.names[s], "x")
+                       for i in range(first, first + count)]
+            y, h = g.input_window(plan.out_y, group[first][1], plan.tile[1], lattice.sources_y[s],
+                                  source.rfield[1], plan.efield[1], plan.names[s], "y")
+            left = windows[0][0]
+            strip = reader.read(left, y, windows[-1][0] + windows[-1][1] - left, h)  # one read for the run
+            for i, (x, w) in zip(range(first, first + count), windows):
+                inputs[i][s] = (strip[:, x - left:x - left + w], x, y)
     per_source = [[] for _ in readers]
     keep, masks = [], []
-    lattice, request = plan.lattice, plan.request
     for index, (tx, ty) in enumerate(group):
         tile_arrays, mask, empty = [], None, False
-        for s, (source, reader) in enumerate(zip(request.sources, readers)):
-            x, w = g.input_window(plan.out_x, tx, plan.tile[0], lattice.sources_x[s], source.rfield[0],
-                                  plan.efield[0], plan.names[s], "x")
-            y, h = g.input_window(plan.out_y, ty, plan.tile[1], lattice.sources_y[s], source.rfield[1],
-                                  plan.efield[1], plan.names[s], "y")
-            data = reader.read(x, y, w, h)
+        for s, source in enumerate(request.sources):
+            data, x, y = inputs[index][s]
             bad = ~np.isfinite(data)
             if source.nodata is not None:
                 if np.all(data == source.nodata):
@@ -607,7 +646,7 @@ def _run_batch(plan: Plan, model: SavedModel, feeds: dict, keep: list) -> list:
 
 def warm_up(request: InferenceRequest) -> None:
     """One TensorFlow call on zeros of a batch's shape, so that a timed run does not pay for the first call of a
-    new input shape (oneDNN builds its kernels per shape)."""
+    new input shape (oneDNN builds its kernels per shape); nothing when that shape already ran."""
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
     feeds = {}
@@ -618,7 +657,8 @@ def warm_up(request: InferenceRequest) -> None:
                               source.rfield[1], plan.efield[1], plan.names[s], "y")
         feeds[plan.placeholders[s]] = np.zeros((min(plan.batch, len(_tiles(plan))), h, w, plan.channels[s]),
                                                np.float32)
-    model.run(feeds, list(plan.output_names))
+    if not model.has_run(feeds, list(plan.output_names)):
+        model.run(feeds, list(plan.output_names))
 
 
 def valid_part_output(request: InferenceRequest) -> tuple:

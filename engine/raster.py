@@ -185,8 +185,9 @@ class OutputWriter:
             if band_names:
                 band.SetDescription(band_names[index])
 
-    def write(self, x0: int, y0: int, block: np.ndarray) -> None:
-        """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer."""
+    def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer.
+        `mask` (True over no-data) is not needed here: those pixels already hold the no-data value."""
         data = np.ascontiguousarray(block, dtype=self.numpy_type)
         size = data.itemsize
         try:
