@@ -50,7 +50,11 @@ class DistortionComparison(ModelAlgorithm):
             "layer, the RMSE of the chosen crop (for the Graphical Modeler) and optionally one squared-error "
             "raster per crop, on which the block grid shows. Crops of the valid part that tile by an expression "
             "field that is not a multiple of the model's total stride are not exact even when large enough: "
-            "their blocks change stride phase.</p>") + self.tr(FIELDS)
+            "their blocks change stride phase.</p><p>The exact reference is computed once into a file in the "
+            "system's temporary folder (24 bytes a pixel for a 6-band output), deleted at the end; each crop's "
+            "blocks are compared with it as they come out of the model, so no crop output is written. Output "
+            "pixels over source no-data are left out of both; unlike comparing written rasters, a valid pixel "
+            "whose value equals the no-data value (a softmax band at exactly 0) is kept.</p>") + self.tr(FIELDS)
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model and sources, R, the crops, the tolerance, the outputs."""

@@ -5,6 +5,11 @@ expression field R - 2c), so that every crop shows the border pollution it reall
 compared with the exact reference (the seamless valid part) over their common geographic extent: outputs of
 different crops start at different pixels (otbtf-semantics.md 1.2). Theoretical cost: (R / (R - 2c))^2 pixels
 computed per output pixel.
+
+The reference is computed once, into a memory-mapped array in a temporary folder; each crop's blocks are
+compared with it as they come out of the model, so no crop output is written to disk and read back (that cost
+four times the model's own time on a 4096 px scene). The sums are the same as `compare_rasters` on the files:
+the seed's vector RMSE, per-band RMSE, MAE, maximum, pixels above the tolerance.
 """
 
 import os
@@ -12,9 +17,11 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from .errors import EngineError
-from .inference import OTBTF, InferenceRequest, run_inference, valid_part_output, warm_up
-from .metrics import compare_rasters
+from .inference import OTBTF, InferenceRequest, Plan, run_inference, valid_part_output, warm_up
+from .metrics import SQUARED_ERROR_NODATA, ErrorSums, accumulate
 from .model import OTBTF_CROPS, cropped_tensor_name, read_signature, split_crop
 
 
@@ -56,6 +63,121 @@ class DistortionResult:
     def result(self, crop: int) -> CropResult | None:
         """The row of one crop value."""
         return next((r for r in self.crops if r.crop == crop), None)
+
+_CHUNK_PIXELS = 1 << 16  # pixels compared at a time
+
+
+class _Reference:
+    """The sweep's exact reference as a float32 (height, width, bands) array memory-mapped from a temporary .npy
+    file (the page cache holds it; a 16384 px scene does not need 6 GB of RAM). No-data pixels are NaN."""
+
+    def __init__(self, path: str, plan: Plan, bands: int):
+        width, height = plan.size
+        self.plan = plan
+        self.masked = False  # some pixel is no-data (NaN)
+        self.array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(height, width, bands))
+
+    def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
+        if mask is not None and mask.any():
+            block = np.where(mask[..., np.newaxis], np.float32(np.nan), block)
+            self.masked = True
+        self.array[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+
+    def declare_nodata(self, value: float) -> None:
+        """Masked pixels are NaN here, whatever the background value."""
+
+    def flush(self) -> None:
+        """Nothing to flush: the array stays in the page cache for the comparisons (no msync)."""
+
+    def commit(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        """The temporary folder goes with the sweep."""
+
+
+def _offset(out, start: int, ref_out, ref_start: int, axis: str) -> int:
+    """Where output pixel `start` of one grid is in another grid of the same lattice and pixel size."""
+    delta = (out.offset + start * out.step) - (ref_out.offset + ref_start * ref_out.step)
+    if out.step != ref_out.step or delta % out.step:
+        raise EngineError(f"A crop's output grid is not on the reference's grid along {axis}; this is a bug, "
+                          "please report it with the rasters' geotransforms.", "CROPS")
+    return delta // out.step
+
+
+class _CropComparison:
+    """Receives one crop's output blocks and accumulates their differences from the reference (d = crop -
+    reference) over the intersection of the two footprints; optionally writes the squared-error raster (sum over
+    bands of d^2 per pixel, no-data -1) of that intersection."""
+
+    def __init__(self, reference: _Reference, plan: Plan, bands: int, tolerance: float, error_path: str | None):
+        ref_plan = reference.plan
+        self.reference, self.tolerance = reference, tolerance
+        self.dx = _offset(plan.out_x, plan.window[0], ref_plan.out_x, ref_plan.window[0], "x")
+        self.dy = _offset(plan.out_y, plan.window[1], ref_plan.out_y, ref_plan.window[1], "y")
+        width, height = plan.size
+        ref_width, ref_height = ref_plan.size
+        # the intersection, in this crop's output pixels
+        self.box = (max(0, -self.dx), max(0, -self.dy), min(width, ref_width - self.dx),
+                    min(height, ref_height - self.dy))
+        if self.box[2] <= self.box[0] or self.box[3] <= self.box[1]:
+            raise EngineError("A crop's output does not overlap the reference: nothing to compare; choose a larger "
+                              "extent.", "EXTENT")
+        self.sums, self.skipped, self.bands = ErrorSums(), 0, bands
+        self.error = None
+        if error_path:
+            from .raster import OutputWriter
+
+            gt = plan.geotransform
+            origin = (gt[0] + self.box[0] * gt[1], gt[3] + self.box[1] * gt[5])
+            self.error = OutputWriter(error_path, self.box[2] - self.box[0], self.box[3] - self.box[1], 1,
+                                      (origin[0], gt[1], 0.0, origin[1], 0.0, gt[5]), plan.crs_wkt, "float32",
+                                      band_names=["squared error"])
+
+    def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
+        bx0, by0, bx1, by1 = self.box
+        left, top = max(x0, bx0), max(y0, by0)
+        right, bottom = min(x0 + block.shape[1], bx1), min(y0 + block.shape[0], by1)
+        if right <= left or bottom <= top:
+            return
+        step = max(1, _CHUNK_PIXELS // (right - left))
+        for row in range(top, bottom, step):  # chunks that stay in the CPU cache through the sums
+            end = min(row + step, bottom)
+            ref = self.reference.array[row + self.dy:end + self.dy, left + self.dx:right + self.dx]
+            diff = block[row - y0:end - y0, left - x0:right - x0] - ref
+            valid = None
+            if self.reference.masked:
+                valid = ~np.isnan(ref[..., 0])
+            if mask is not None:
+                inside = ~mask[row - y0:end - y0, left - x0:right - x0]
+                valid = inside if valid is None else valid & inside
+            if valid is not None and valid.all():
+                valid = None
+            # band-planar (bands, pixels): numpy's reductions are 7x faster than over 6-wide pixel rows
+            planar = np.ascontiguousarray(diff.reshape(-1, self.bands).T)
+            compared = planar if valid is None else planar[:, valid.ravel()]
+            self.skipped += planar.shape[1] - compared.shape[1]
+            self.sums = accumulate(self.sums, compared, self.tolerance)
+            if self.error:
+                squared = (planar * planar).sum(axis=0).reshape(end - row, right - left)
+                if valid is not None:
+                    squared[~valid] = SQUARED_ERROR_NODATA
+                    self.error.declare_nodata(SQUARED_ERROR_NODATA)
+                self.error.write(left - bx0, row - by0, squared[..., np.newaxis])
+
+    def declare_nodata(self, value: float) -> None:
+        """The blocks come with their no-data masks."""
+
+    def flush(self) -> None:
+        if self.error:
+            self.error.flush()
+
+    def commit(self) -> str | None:
+        return self.error.commit() if self.error else None
+
+    def abort(self) -> None:
+        if self.error:
+            self.error.abort()
 
 
 def default_crops(model_dir: str, rfield: int, base: str | None = None) -> list:
@@ -110,36 +232,49 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         reference_name, reference_crop, probe, reference_request = _reference(base_request, base)
         say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
             + f", Full mode (exact: the model loses {probe.lost} px of a {probe.rfield[0]} px block).")
-        reference = os.path.join(folder, "reference.tif")
-        run_inference(replace(reference_request, output_names=(reference_name,), crop=reference_crop), reference,
-                      is_canceled=is_canceled, log_info=lambda text: None)
+        made = {}
+
+        def reference_sink(plan, bands, band_names):
+            made["reference"] = _Reference(os.path.join(folder, "reference.npy"), plan, bands)
+            return made["reference"]
+
+        run_inference(replace(reference_request, output_names=(reference_name,), crop=reference_crop), None,
+                      is_canceled=is_canceled, log_info=lambda text: None, sink=reference_sink)
+        reference = made["reference"]
         if progress:
             progress(1 / steps)
         rows = []
         for index, crop in enumerate(crops):
             model_crops = signature.crops_of(base)
             name, engine_crop = (model_crops[crop], 0) if crop in model_crops else (base, crop)
-            path = os.path.join(folder, f"crop{crop}.tif")
             efield = rfield - 2 * crop
             crop_request = replace(base_request, output_names=(name,), crop=engine_crop, extent_mode=OTBTF,
                                    efield=(efield, efield), tile_size=efield)
+            error_path = os.path.join(error_folder, f"squared_error_crop{crop}.tif") if error_folder else None
+
+            def crop_sink(plan, bands, band_names, error_path=error_path):
+                made["crop"] = _CropComparison(reference, plan, bands, tolerance, error_path)
+                return made["crop"]
+
             warm_up(crop_request)
             started = time.perf_counter()
-            result = run_inference(crop_request, path, is_canceled=is_canceled, log_info=lambda text: None)
+            result = run_inference(crop_request, None, is_canceled=is_canceled, log_info=lambda text: None,
+                                   sink=crop_sink)
             seconds = time.perf_counter() - started
-            error_path = os.path.join(error_folder, f"squared_error_crop{crop}.tif") if error_folder else None
-            comparison = compare_rasters(reference, path, error_path, tolerance=tolerance, is_canceled=is_canceled,
-                                         method="numpy")  # OTB's path is 20x slower for the same number
+            sums = made["crop"].sums
+            if not sums.pixels:
+                raise EngineError(f"Crop {crop}: every pixel it shares with the reference is no-data; nothing to "
+                                  "compare.", "SOURCE1")
             width, height = result.plan.size
-            rows.append(CropResult(crop, efield, name, engine_crop, comparison.vector_rmse, comparison.band_rmse,
-                                   comparison.mae, comparison.max_abs_error,
-                                   comparison.above_tolerance / comparison.pixels, comparison.pixels,
-                                   (rfield / efield) ** 2, seconds, width * height, error_path))
+            rows.append(CropResult(crop, efield, name, engine_crop, sums.vector_rmse, sums.band_rmse, sums.mae,
+                                   sums.max_abs, sums.above / sums.pixels, sums.pixels, (rfield / efield) ** 2,
+                                   seconds, width * height, error_path))
             say(f"crop {crop:3d} (efield {efield:3d}, {name}{f' cropped {engine_crop}' if engine_crop else ''}): "
-                f"RMSE {comparison.vector_rmse:.3g}, max |error| {comparison.max_abs_error:.3g}, "
+                f"RMSE {sums.vector_rmse:.3g}, max |error| {sums.max_abs:.3g}, "
                 f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
             if progress:
                 progress((index + 2) / steps)
+        del reference, made  # unmap before the folder goes
     return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows))
 
 

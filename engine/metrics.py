@@ -42,18 +42,35 @@ class ErrorSums:
     pixels: int = 0
     above: int = 0  # pixels where some |d_b| exceeds the tolerance
 
+    @property
+    def band_rmse(self) -> tuple:
+        """Per band: sqrt(mean over pixels of d_b^2)."""
+        return tuple(math.sqrt(s / self.pixels) for s in self.squared)
+
+    @property
+    def vector_rmse(self) -> float:
+        """The seed's headline: sqrt(mean over pixels of the sum over bands of d_b^2)."""
+        return math.sqrt(sum(s / self.pixels for s in self.squared))
+
+    @property
+    def mae(self) -> float:
+        """Mean of |d_b| over pixels and bands."""
+        return self.absolute / (self.pixels * len(self.squared))
+
 
 def accumulate(sums: ErrorSums, diff: np.ndarray, tolerance: float = math.inf) -> ErrorSums:
-    """Add a block of differences shaped (bands, pixels), float64, to the running sums."""
+    """Add a block of differences shaped (bands, pixels), float32 or float64, to the running float64 sums."""
     if diff.shape[1] == 0:
         return sums
     squares = diff * diff
-    per_band = squares.sum(axis=1)
+    per_band = squares.sum(axis=1, dtype=np.float64)
     squared = tuple(per_band) if not sums.squared else tuple(a + b for a, b in zip(sums.squared, per_band))
     absolute = np.abs(diff)
-    return ErrorSums(squared, sums.absolute + float(absolute.sum()), max(sums.max_abs, float(absolute.max())),
-                     max(sums.max_squared, float(squares.sum(axis=0).max())), sums.pixels + diff.shape[1],
-                     sums.above + int((absolute.max(axis=0) > tolerance).sum()))
+    largest = absolute.max(axis=0)
+    return ErrorSums(squared, sums.absolute + float(absolute.sum(dtype=np.float64)),
+                     max(sums.max_abs, float(largest.max())),
+                     max(sums.max_squared, float(squares.sum(axis=0, dtype=np.float64).max())),
+                     sums.pixels + diff.shape[1], sums.above + int((largest > tolerance).sum()))
 
 
 @dataclass(frozen=True)
@@ -238,10 +255,8 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
         if isinstance(exc, EngineError) and exc.parameter == "OUTPUT":
             raise EngineError(str(exc), "SQUARED_ERROR") from exc
         raise
-    band_ms = [s / sums.pixels for s in sums.squared]
-    return Comparison(reference, image, bands, math.sqrt(sum(band_ms)), tuple(math.sqrt(v) for v in band_ms),
-                      sums.absolute / (sums.pixels * len(bands)), sums.max_abs, sums.max_squared, sums.pixels,
-                      skipped, window_ref, window_img, nodata, path, sums.above)
+    return Comparison(reference, image, bands, sums.vector_rmse, sums.band_rmse, sums.mae, sums.max_abs,
+                      sums.max_squared, sums.pixels, skipped, window_ref, window_img, nodata, path, sums.above)
 
 
 class _Unsuitable(Exception):
