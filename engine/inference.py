@@ -27,7 +27,7 @@ EXTENT_MODES = (FULL, OTBTF)
 PADDINGS = (MIRROR, ZEROS)
 AUTO_TILE_MAX = 1536       # output pixels: peak RSS 1.1 GB on the sample model (2048: 1.4 GB, no faster)
 BATCH_PIXELS = 4_000_000   # input pixels per TensorFlow call (several tiles per call)
-GDAL_CACHE_BYTES = 256 << 20  # GDAL's block cache during a run: its default, 5 % of RAM, made peak RSS grow with
+GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache during a run: its default, 5 % of RAM, made peak RSS grow with
                               # the image (1.0 GB at 4096 px, 1.7 GB at 16384 px); the pipeline needs no more
 
 log = logging.getLogger(__name__)
