@@ -27,7 +27,8 @@ METHOD_TEXT = {NUMPY: "numpy, streaming blocks of rows",
                OTB: "OTB through pyotb, as the seed's helper: ExtractROI (mode fit, each raster on the other), "
                     "BandMathX, ComputeImagesStatistics"}
 SQUARED_ERROR_NODATA = -1.0  # impossible for a squared error
-_BLOCK_PIXELS = 1 << 20  # blocks hold at most this many pixels (a block of rows is split into columns)
+_BLOCK_PIXELS = 1 << 16  # blocks hold at most this many pixels (a block of rows is split into columns): with
+                         # 256 x 256 blocks, 4096 px x 6 bands compare in 2.7 s; with 1 << 20 px, 5.7 s
 _TOLERANCE = 1e-6  # relative, on pixel sizes
 
 
