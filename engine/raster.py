@@ -17,6 +17,7 @@ MIRROR, ZEROS = "mirror", "zeros"
 
 AUTO, ZSTD, DEFLATE, NONE = "auto", "zstd", "deflate", "none"
 COMPRESSIONS = (AUTO, ZSTD, DEFLATE, NONE)
+FLUSH_BYTES = 32 << 20  # OutputWriter.flush writes to the file after this much
 
 DATA_TYPES = {
     "float32": gdal.GDT_Float32, "float64": gdal.GDT_Float64, "uint8": gdal.GDT_Byte,
@@ -167,6 +168,7 @@ class OutputWriter:
         self.path = path
         self.temp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
         self.numpy_type = np.dtype(data_type)
+        self._pending = 0  # bytes written since the last flush
         options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
         options += creation_options(compression, data_type)
         driver = gdal.GetDriverByName("GTiff")
@@ -189,6 +191,7 @@ class OutputWriter:
         """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer.
         `mask` (True over no-data) is not needed here: those pixels already hold the no-data value."""
         data = np.ascontiguousarray(block, dtype=self.numpy_type)
+        self._pending += data.nbytes
         size = data.itemsize
         try:
             height, width, bands = data.shape
@@ -207,7 +210,11 @@ class OutputWriter:
                 self.dataset.GetRasterBand(index + 1).SetNoDataValue(value)
 
     def flush(self) -> None:
-        """Write the cached blocks to the file."""
+        """Write the cached blocks to the file once 32 MB were written since the last time: a flush writes
+        whole GeoTIFF blocks, so flushing after every 64 px tile rewrote each 1.5 MB block 16 times."""
+        if self._pending < FLUSH_BYTES:
+            return
+        self._pending = 0
         try:
             self.dataset.FlushCache()
         except RuntimeError as exc:
