@@ -144,7 +144,11 @@ class _CropComparison:
         for row in range(top, bottom, step):  # chunks that stay in the CPU cache through the sums
             end = min(row + step, bottom)
             ref = self.reference.array[row + self.dy:end + self.dy, left + self.dx:right + self.dx]
-            diff = block[row - y0:end - y0, left - x0:right - x0] - ref
+            # d = block - reference, band-planar (bands, pixels) in one pass: numpy's reductions are 7x faster
+            # over long band rows than over 6-wide pixel rows
+            planar = np.empty((self.bands, (end - row) * (right - left)), np.float32)
+            np.subtract(block[row - y0:end - y0, left - x0:right - x0].reshape(-1, self.bands).T,
+                        ref.reshape(-1, self.bands).T, out=planar)
             valid = None
             if self.reference.masked:
                 valid = ~np.isnan(ref[..., 0])
@@ -153,8 +157,6 @@ class _CropComparison:
                 valid = inside if valid is None else valid & inside
             if valid is not None and valid.all():
                 valid = None
-            # band-planar (bands, pixels): numpy's reductions are 7x faster than over 6-wide pixel rows
-            planar = np.ascontiguousarray(diff.reshape(-1, self.bands).T)
             compared = planar if valid is None else planar[:, valid.ravel()]
             self.skipped += planar.shape[1] - compared.shape[1]
             self.sums = accumulate(self.sums, compared, self.tolerance)

@@ -60,18 +60,19 @@ class ErrorSums:
 
 
 def accumulate(sums: ErrorSums, diff: np.ndarray, tolerance: float = math.inf) -> ErrorSums:
-    """Add a block of differences shaped (bands, pixels), float32 or float64, to the running float64 sums."""
+    """Add a block of differences shaped (bands, pixels), float32 or float64, to the running float64 sums.
+    The squares are summed in float64 (the RMSE); the other sums and maxima in the block's type, twice as fast
+    for float32 blocks (a float32 block's absolute sum is then good to about 1e-6, relative)."""
     if diff.shape[1] == 0:
         return sums
     squares = diff * diff
-    per_band = squares.sum(axis=1, dtype=np.float64)
+    per_band = [float(v) for v in squares.sum(axis=1, dtype=np.float64)]
     squared = tuple(per_band) if not sums.squared else tuple(a + b for a, b in zip(sums.squared, per_band))
     absolute = np.abs(diff)
     largest = absolute.max(axis=0)
-    return ErrorSums(squared, sums.absolute + float(absolute.sum(dtype=np.float64)),
-                     max(sums.max_abs, float(largest.max())),
-                     max(sums.max_squared, float(squares.sum(axis=0, dtype=np.float64).max())),
-                     sums.pixels + diff.shape[1], sums.above + int((largest > tolerance).sum()))
+    return ErrorSums(squared, sums.absolute + float(absolute.sum()), max(sums.max_abs, float(largest.max())),
+                     max(sums.max_squared, float(squares.sum(axis=0).max())), sums.pixels + diff.shape[1],
+                     sums.above + int(np.count_nonzero(largest > tolerance)))
 
 
 @dataclass(frozen=True)
