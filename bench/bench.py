@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from scene import make_scene  # noqa: E402
 
-from seamless_inference.engine import OTBTF, InferenceRequest, Source, run_inference  # noqa: E402
+from seamless_inference.engine import OTBTF, InferenceRequest, Source, plan_inference, run_inference  # noqa: E402
+from seamless_inference.engine import grid as g  # noqa: E402
 from seamless_inference.engine.model import SavedModel  # noqa: E402
 
 MODEL = str(ROOT / "sample" / "model")
@@ -42,41 +43,88 @@ def request(pan, xs, output="estimated_crop32", **changes) -> InferenceRequest:
     return replace(InferenceRequest(MODEL, sources, output_names=(output,)), **changes)
 
 
-def timed_run(req: InferenceRequest, path: Path, repeats: int = 3) -> tuple:
+class Discard:
+    """A sink that drops the output blocks: the valid part without its GeoTIFF write, for the profile."""
+
+    def write(self, x0, y0, block, mask=None):
+        pass
+
+    def declare_nodata(self, value):
+        pass
+
+    def flush(self):
+        pass
+
+    def commit(self):
+        return None
+
+    def abort(self):
+        pass
+
+
+def timed_run(req: InferenceRequest, path: Path | None, repeats: int = 3) -> tuple:
     """(output Mpx/s, result) of the best of `repeats` runs after a first one that warms TensorFlow up for these
     shapes; best of n, as for the limit, because a shared machine only ever slows a run down. Each timed run
     writes a new file, as Processing's outputs are: replacing the previous 400 MB file would add the kernel's
-    0.2-0.3 s of freeing it (measured) to the run."""
-    run_inference(req, str(path))
+    0.2-0.3 s of freeing it (measured) to the run. path None: the blocks are discarded (no write)."""
+    sink = (lambda plan, bands, names: Discard()) if path is None else None
+    run_inference(req, str(path) if path else None, sink=sink)
     best, result = 0.0, None
     for _ in range(repeats):
-        path.unlink()
+        if path:
+            path.unlink()
         started = time.perf_counter()
-        result = run_inference(req, str(path))
+        result = run_inference(req, str(path) if path else None, sink=sink)
         seconds = time.perf_counter() - started
         width, height = result.plan.size
         best = max(best, width * height / seconds / 1e6)
     return best, result
 
 
-def limit(size: int = 2048, repeats: int = 3) -> float:
-    """The model's forward pass alone on one size x size tensor, raw output, in output Mpx/s (best of n)."""
+def model_speed(feeds: dict, output: str, repeats: int = 3) -> float:
+    """The model alone on `feeds`, in output Mpx/s of `output` (best of n after a warm-up call)."""
     model = SavedModel.load(MODEL)
-    rng = np.random.default_rng(0)
-    feeds = {"input_p": rng.uniform(100, 1600, (1, size, size, 1)).astype(np.float32),
-             "input_xs": rng.uniform(90, 720, (1, size // 4, size // 4, 4)).astype(np.float32)}
-    model.run(feeds, ["estimated"])
-    best = 0.0
+    model.run(feeds, [output])
+    best = math.inf
     for _ in range(repeats):
         started = time.perf_counter()
-        model.run(feeds, ["estimated"])
-        best = max(best, size * size / (time.perf_counter() - started) / 1e6)
-    return best
+        value = model.run(feeds, [output])[output]
+        best = min(best, time.perf_counter() - started)
+    return value.shape[0] * value.shape[1] * value.shape[2] / best / 1e6
+
+
+def random_feeds(shapes: dict) -> dict:
+    """Random inputs in the sample's value ranges, {placeholder: (n, h, w, c)}."""
+    rng = np.random.default_rng(0)
+    return {name: rng.uniform(100, 1600, shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def limit(size: int = 2048) -> float:
+    """The model's forward pass alone on one size x size tensor, raw output, in output Mpx/s. 2048 px is the
+    largest within the memory goal of 1.5 GB (measured peak RSS 1.0 GB; 4096 px takes 2.7 GB)."""
+    return model_speed(random_feeds({"input_p": (1, size, size, 1), "input_xs": (1, size // 4, size // 4, 4)}),
+                       "estimated")
+
+
+def on_tiles(req: InferenceRequest) -> float:
+    """The model alone on a run's tiles (its tile shape and batch), in output Mpx/s: what the run could do
+    if reading, writing and the pipeline cost nothing."""
+    plan = plan_inference(req)
+    shapes = {}
+    for s, source in enumerate(req.sources):
+        _, width = g.input_window(plan.out_x, plan.tile_base[0], plan.tile[0], plan.lattice.sources_x[s],
+                                  source.rfield[0], plan.efield[0], plan.names[s], "x")
+        _, height = g.input_window(plan.out_y, plan.tile_base[1], plan.tile[1], plan.lattice.sources_y[s],
+                                   source.rfield[1], plan.efield[1], plan.names[s], "y")
+        shapes[plan.placeholders[s]] = (plan.batch, height, width, plan.channels[s])
+    return model_speed(random_feeds(shapes), plan.output_names[0])
 
 
 def distortion(pan, xs, limit_mpx: float) -> tuple:
-    """(output Mpx/s of the whole sweep, measured time / theoretical time). Theoretical: each crop's cost
-    (R / (R - 2c))^2 times its output pixels, at the model's own speed (the limit)."""
+    """(output Mpx/s of the whole sweep, measured / theoretical time at the limit's speed, the same at the model's
+    own speed on R x R blocks). Theoretical time: each crop's cost (R / (R - 2c))^2 times its output pixels, at
+    that speed. The second speed is what the model itself does on the blocks every crop must compute (batched
+    as the sweep runs them): it leaves out the model's own loss on small tensors, which no engine can avoid."""
     from seamless_inference.engine.distortion import distortion_comparison
 
     crops = [0, 8, 16, 24, 32]
@@ -87,9 +135,10 @@ def distortion(pan, xs, limit_mpx: float) -> tuple:
         started = time.perf_counter()
         result = distortion_comparison(base, 128, crops)
         seconds = min(seconds, time.perf_counter() - started)
+    blocks = on_tiles(replace(base, extent_mode=OTBTF, efield=(128, 128), tile_size=128))
     pixels = sum(r.output_pixels for r in result.crops)
-    theory = sum(r.theoretical_cost * r.output_pixels for r in result.crops) / (limit_mpx * 1e6)
-    return pixels / seconds / 1e6, seconds / theory
+    work = sum(r.theoretical_cost * r.output_pixels for r in result.crops) / 1e6
+    return pixels / seconds / 1e6, seconds / (work / limit_mpx), seconds / (work / blocks), blocks
 
 
 def peak_rss(size: int) -> float:
@@ -123,8 +172,12 @@ def main() -> None:
     rows["valid part, OTBTF mode, 64 px blocks, batch 1 (tutorial)"] = tutorial
     artifact, _ = timed_run(request(pan, xs, output="estimated"), WORK / "artifact.tif")
     rows["artifact-prone, 128 px blocks"] = artifact
-    sweep, theory = distortion(pan, xs, rows["limit"])
+    sweep, theory, theory_blocks, blocks = distortion(pan, xs, rows["limit"])
     rows["distortion comparison, crops 0, 8, 16, 24, 32 (R 128)"] = sweep
+    # the profile: where the valid part's time goes, one cost at a time
+    profile = {"model alone on the valid part's tiles": on_tiles(request(pan, xs)),
+               "valid part, blocks discarded (no GeoTIFF write)": timed_run(request(pan, xs), None)[0],
+               "model alone on 128 px blocks, batched as the sweep": blocks}
     from osgeo import gdal
 
     a = gdal.Open(str(WORK / "valid_full.tif")).ReadAsArray(32, 32, 1024, 1024)
@@ -132,19 +185,28 @@ def main() -> None:
     same_pixels = float(np.abs(a - b).max())
     sizes = (4096, 16384) if args.large else (4096, 8192)
     rss = {size: peak_rss(size) for size in sizes}
-    ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory}
+    unwritten = profile["valid part, blocks discarded (no GeoTIFF write)"]
+    ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory,
+              "sweep/theory at the model's speed on 128 px blocks": theory_blocks,
+              "tiles/limit (margins, tile size)": profile["model alone on the valid part's tiles"] / rows["limit"],
+              "no-write/tiles (reads, pipeline)": unwritten / profile["model alone on the valid part's tiles"],
+              "valid/no-write (GeoTIFF write)": valid / unwritten}
     print(f"\nScene {args.size} x {args.size} PAN + {args.size // 4} x {args.size // 4} XS, "
           f"{os.cpu_count()} CPU(s), device {result.device}, tile {result.plan.tile[0]}, batch {result.plan.batch}")
     print(f"{'run':60s} {'output Mpx/s':>12s}")
     for name, value in rows.items():
         print(f"{name:60s} {value:12.2f}")
+    print("profile")
+    for name, value in profile.items():
+        print(f"  {name:58s} {value:12.2f}")
     print(f"\nmax |valid Full - tutorial| on a 1024 px common window: {same_pixels:.2e}")
     for name, value in ratios.items():
-        print(f"{name:20s} {value:6.2f}")
+        print(f"{name:52s} {value:6.2f}")
     for size, mb in rss.items():
         print(f"peak RSS, valid part on {size} x {size}: {mb:7.0f} MB")
     record = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(), "cpus": os.cpu_count(),
               "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
+              "profile_mpx_per_s": profile,
               "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
               "max_abs_diff_valid_vs_tutorial": same_pixels}
     (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
