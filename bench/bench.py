@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scene import make_scene  # noqa: E402
 
 from seamless_inference.engine import OTBTF, InferenceRequest, Source, plan_inference, run_inference  # noqa: E402
-from seamless_inference.engine import grid as g  # noqa: E402
+from seamless_inference.engine.inference import input_shapes  # noqa: E402
 from seamless_inference.engine.model import SavedModel  # noqa: E402
 
 MODEL = str(ROOT / "sample" / "model")
@@ -110,13 +110,7 @@ def on_tiles(req: InferenceRequest) -> float:
     """The model alone on a run's tiles (its tile shape and batch), in output Mpx/s: what the run could do
     if reading, writing and the pipeline cost nothing."""
     plan = plan_inference(req)
-    shapes = {}
-    for s, source in enumerate(req.sources):
-        _, width = g.input_window(plan.out_x, plan.tile_base[0], plan.tile[0], plan.lattice.sources_x[s],
-                                  source.rfield[0], plan.efield[0], plan.names[s], "x")
-        _, height = g.input_window(plan.out_y, plan.tile_base[1], plan.tile[1], plan.lattice.sources_y[s],
-                                   source.rfield[1], plan.efield[1], plan.names[s], "y")
-        shapes[plan.placeholders[s]] = (plan.batch, height, width, plan.channels[s])
+    shapes = input_shapes(plan)
     return model_speed(random_feeds(shapes), plan.output_names[0])
 
 

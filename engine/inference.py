@@ -244,10 +244,8 @@ def plan_inference(request: InferenceRequest, model: SavedModel | None = None, m
     tile = _tile_size(request, quantum, efield, exact, window, base)
     pixels = 1
     for index, source in enumerate(request.sources):  # a tile's input, in each source's pixels
-        pixels += (g.input_window(out_x, base[0], tile[0], lattice.sources_x[index], source.rfield[0], efield[0],
-                                  names[index], "x")[1]
-                   * g.input_window(out_y, base[1], tile[1], lattice.sources_y[index], source.rfield[1], efield[1],
-                                    names[index], "y")[1])
+        width, height = _tile_input(out_x, out_y, lattice, base, tile, efield, source, names[index], index)
+        pixels += width * height
     batch = request.batch_size or max(1, BATCH_PIXELS // pixels)
     if request.extent_mode == FULL and request.tile_size is None and exact is False:
         notes.append(f"{output_names[0]} keeps pixels polluted by the tile borders (exact crop "
@@ -651,19 +649,32 @@ def _run_batch(plan: Plan, model: SavedModel, feeds: dict, keep: list) -> list:
     return [merged[i] for i in range(len(keep))]
 
 
+def _tile_input(out_x, out_y, lattice, base, tile, efield, source, name, index) -> tuple:
+    """(width, height) of a tile's input in source `index`'s pixels."""
+    _, width = g.input_window(out_x, base[0], tile[0], lattice.sources_x[index], source.rfield[0], efield[0], name,
+                              "x")
+    _, height = g.input_window(out_y, base[1], tile[1], lattice.sources_y[index], source.rfield[1], efield[1], name,
+                               "y")
+    return width, height
+
+
+def input_shapes(plan: Plan) -> dict:
+    """{placeholder: (batch, height, width, channels)}: the tensors of one full batch of the plan."""
+    shapes = {}
+    for index, source in enumerate(plan.request.sources):
+        width, height = _tile_input(plan.out_x, plan.out_y, plan.lattice, plan.tile_base, plan.tile, plan.efield,
+                                    source, plan.names[index], index)
+        shapes[plan.placeholders[index]] = (plan.batch, height, width, plan.channels[index])
+    return shapes
+
+
 def warm_up(request: InferenceRequest) -> None:
     """One TensorFlow call on zeros of a batch's shape, so that a timed run does not pay for the first call of a
     new input shape (oneDNN builds its kernels per shape); nothing when that shape already ran."""
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
-    feeds = {}
-    for s, source in enumerate(request.sources):
-        _, w = g.input_window(plan.out_x, plan.tile_base[0], plan.tile[0], plan.lattice.sources_x[s],
-                              source.rfield[0], plan.efield[0], plan.names[s], "x")
-        _, h = g.input_window(plan.out_y, plan.tile_base[1], plan.tile[1], plan.lattice.sources_y[s],
-                              source.rfield[1], plan.efield[1], plan.names[s], "y")
-        feeds[plan.placeholders[s]] = np.zeros((min(plan.batch, len(_tiles(plan))), h, w, plan.channels[s]),
-                                               np.float32)
+    batch = min(plan.batch, len(_tiles(plan)))
+    feeds = {name: np.zeros((batch,) + shape[1:], np.float32) for name, shape in input_shapes(plan).items()}
     if not model.has_run(feeds, list(plan.output_names)):
         model.run(feeds, list(plan.output_names))
 
