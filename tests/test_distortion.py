@@ -8,7 +8,7 @@ import pytest
 from conftest import MODEL, PAN, XS, seed_sources
 from osgeo import gdal
 
-from seamless_inference.engine import OTBTF, InferenceRequest, Source, run_inference
+from seamless_inference.engine import OTBTF, Cancelled, InferenceRequest, Source, run_inference
 from seamless_inference.engine.distortion import default_crops, distortion_comparison
 from seamless_inference.engine.metrics import compare_rasters
 
@@ -87,6 +87,19 @@ def test_in_memory_comparison_gives_what_comparing_the_written_rasters_gives(tmp
     assert mine.GetGeoTransform() == pytest.approx(theirs.GetGeoTransform())
     assert np.allclose(mine.ReadAsArray(), theirs.ReadAsArray(), rtol=1e-5, atol=1e-12)
     assert mine.GetRasterBand(1).GetNoDataValue() == theirs.GetRasterBand(1).GetNoDataValue()
+
+
+def test_cancel_mid_sweep_leaves_no_reference_and_no_error_raster(tmp_path):
+    """The reference array lives in a temporary folder and the error rasters are written under temporary names:
+    a cancel during the second crop leaves neither behind."""
+    work, errors = tmp_path / "work", tmp_path / "errors"
+    work.mkdir()
+    errors.mkdir()
+    with pytest.raises(Cancelled):
+        distortion_comparison(REQUEST, 128, [0, 16], error_folder=str(errors), work_folder=str(work),
+                              is_canceled=lambda: (errors / "squared_error_crop0.tif").exists())
+    assert list(work.iterdir()) == []
+    assert [p.name for p in errors.iterdir()] == ["squared_error_crop0.tif"]
 
 
 def test_the_tutorial_setting_pan_64_xs_16_crop16_is_not_exact():
