@@ -109,7 +109,8 @@ class DistortionComparison(ModelAlgorithm):
 
                 os.makedirs(error_folder, exist_ok=True)
             result = in_engine_thread(
-                distortion_comparison, request, rfield, crops, self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
+                distortion_comparison, request, rfield, crops,
+                self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
                 log=feedback.pushInfo)
         except (EngineError, Cancelled, DependencyMissing) as exc:

@@ -7,8 +7,8 @@ different crops start at different pixels (otbtf-semantics.md 1.2). Theoretical 
 computed per output pixel.
 
 The reference is computed once, into a memory-mapped array in a temporary folder; each crop's blocks are
-compared with it as they come out of the model, so no crop output is written to disk and read back (that cost
-four times the model's own time on a 4096 px scene). The sums are the same as `compare_rasters` on the files:
+compared with it as they come out of the model, so no crop output is written to disk and read back (that took
+24 s of a 43 s sweep on a 4096 px scene). The sums are the same as `compare_rasters` on the files:
 the seed's vector RMSE, per-band RMSE, MAE, maximum, pixels above the tolerance.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 from .errors import EngineError
 from .inference import OTBTF, InferenceRequest, Plan, run_inference, valid_part_output, warm_up
 from .metrics import SQUARED_ERROR_NODATA, ErrorSums, accumulate
+from .raster import OutputWriter
 from .model import OTBTF_CROPS, cropped_tensor_name, read_signature, split_crop
 
 
@@ -123,11 +124,9 @@ class _CropComparison:
         if self.box[2] <= self.box[0] or self.box[3] <= self.box[1]:
             raise EngineError("A crop's output does not overlap the reference: nothing to compare; choose a larger "
                               "extent.", "EXTENT")
-        self.sums, self.skipped, self.bands = ErrorSums(), 0, bands
+        self.sums, self.bands = ErrorSums(), bands
         self.error = None
         if error_path:
-            from .raster import OutputWriter
-
             gt = plan.geotransform
             origin = (gt[0] + self.box[0] * gt[1], gt[3] + self.box[1] * gt[5])
             self.error = OutputWriter(error_path, self.box[2] - self.box[0], self.box[3] - self.box[1], 1,
@@ -158,7 +157,6 @@ class _CropComparison:
             if valid is not None and valid.all():
                 valid = None
             compared = planar if valid is None else planar[:, valid.ravel()]
-            self.skipped += planar.shape[1] - compared.shape[1]
             self.sums = accumulate(self.sums, compared, self.tolerance)
             if self.error:
                 squared = (planar * planar).sum(axis=0).reshape(end - row, right - left)

@@ -505,7 +505,8 @@ def run_inference(request: InferenceRequest, output_path: str | None, progress=N
             writer.abort()
             raise
     seconds = time.perf_counter() - started
-    say(f"Wrote {path or 'the output'} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s of output"
+    rate = width * height / max(seconds, 1e-9) / 1e6
+    say(f"Wrote {path or 'the output'} in {seconds:.1f} s ({rate:.2f} Mpx/s of output"
         + (f", {skipped} empty tile(s) skipped" if skipped else "") + ").")
     return InferenceResult(path, plan, len(tiles), skipped, seconds, model.device)
 
