@@ -537,14 +537,15 @@ def _write_batch(plan: Plan, writer: OutputWriter, group, keep, outputs, masks, 
     """Write the part of each tile of `group` inside the output window, a run of adjacent tiles at a time:
     the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too)."""
     background = np.float32(plan.request.background)
+    slot = {tile: position for position, tile in enumerate(keep)}  # tile index -> its row in `outputs`
     for first, count in _runs(plan, group):
         blocks, block_masks, origin = [], [], None
         for index in range(first, first + count):
             (rows, cols), position = _clip(plan, *group[index])
             origin = origin or position
             shape = (rows.stop - rows.start, cols.stop - cols.start)
-            if index in keep:
-                blocks.append(outputs[keep.index(index)][rows, cols])
+            if index in slot:
+                blocks.append(outputs[slot[index]][rows, cols])
                 block_masks.append(None if masks[index] is None else masks[index][rows, cols])
             else:
                 blocks.append(np.full(shape + (bands,), background, np.float32))
