@@ -3,7 +3,9 @@
 Prints a table, writes bench/results/results.json and appends it to bench/results/history.jsonl. Not a test:
 machines are noisy, so nothing here asserts a time; the ratios are what to compare over time (same machine,
 same run). Speeds are the best of n runs after a warm-up (3; 2 for the tutorial's way and the sweep), as the
-limit's: a busy machine only ever slows a run down.
+limit's: a busy machine only ever slows a run down. The cold row times one whole `tools/qgis_process run` of
+valid-part inference (QGIS's and TensorFlow's start, the model's load and probe, the run, the write) against the
+engine's warm time for the same request in-process.
 
     .venv/bin/python bench/bench.py            # 4096 x 4096 PAN scene; peak RSS at 4096 and 8192
     .venv/bin/python bench/bench.py --large    # peak RSS at 4096 and 16384 as well
@@ -33,6 +35,7 @@ from seamless_inference.engine.inference import input_shapes  # noqa: E402
 from seamless_inference.engine.model import SavedModel  # noqa: E402
 
 MODEL = str(ROOT / "sample" / "model")
+QGIS_PROCESS = Path(ROOT / "tools" / "qgis_process")
 WORK = ROOT / ".build" / "bench"
 RESULTS = ROOT / "bench" / "results"
 
@@ -150,6 +153,52 @@ def peak_rss(size: int) -> float:
     return int(run.stdout.split("RSS")[-1]) / 1024.0
 
 
+def qgis_process_seconds(pan, xs, out: Path, timeout: float = 600.0) -> float:
+    """Wall-clock seconds of ONE whole `tools/qgis_process run seamless:validpartinference` process on the scene,
+    from start to exit, with the algorithm's defaults (no OUTPUT_NAMES: it measures the model and picks
+    estimated_crop32 and efield 64). Raises RuntimeError when the process fails, times out or leaves no output."""
+    command = [str(QGIS_PROCESS), "run", "seamless:validpartinference", "--", f"MODEL={MODEL}",
+               f"SOURCE1={pan}", f"SOURCE2={xs}", f"OUTPUT={out}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out.unlink(missing_ok=True)
+    started = time.perf_counter()
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"qgis_process still running after {timeout:.0f} s") from exc
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        tail = " | ".join((run.stderr or run.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"qgis_process exit code {run.returncode}: {tail}")
+    if not out.exists():
+        raise RuntimeError(f"qgis_process exited 0 but wrote no {out}")
+    return seconds
+
+
+def cold_start(pan, xs, warm_s: float | None = None) -> dict:
+    """The cold row: one whole qgis_process run (seconds) against the engine's warm time for the same request
+    in-process (`request(pan, xs)`, output estimated_crop32: best of 3 after a warm-up, as the other rows; pass
+    warm_s to reuse the valid part's row). The wrapper runs once untimed first (`--version`), so the profile's
+    one-time set-up (enabling the plugin) is not counted; QGIS's and TensorFlow's libraries are then in the page
+    cache: cold means a new process, not a cold disk. A failed run gives None figures and cold_error, not a
+    crashed bench."""
+    if warm_s is None:
+        mpx, result = timed_run(request(pan, xs), WORK / "warm.tif")
+        (WORK / "warm.tif").unlink(missing_ok=True)
+        warm_s = result.plan.size[0] * result.plan.size[1] / mpx / 1e6
+    out = WORK / "cold.tif"
+    record = {"cold_qgis_process_s": None, "warm_engine_s": warm_s, "cold_over_warm": None, "cold_error": None}
+    try:
+        subprocess.run([str(QGIS_PROCESS), "--version"], check=True, capture_output=True, timeout=120)
+        cold_s = qgis_process_seconds(pan, xs, out)
+        record.update(cold_qgis_process_s=cold_s, cold_over_warm=cold_s / warm_s)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        record["cold_error"] = str(exc)
+    finally:
+        out.unlink(missing_ok=True)
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
@@ -179,6 +228,8 @@ def main() -> None:
     same_pixels = float(np.abs(a - b).max())
     sizes = (4096, 16384) if args.large else (4096, 8192)
     rss = {size: peak_rss(size) for size in sizes}
+    width, height = result.plan.size
+    cold = cold_start(pan, xs, warm_s=width * height / valid / 1e6)  # the valid part's row is that warm time
     unwritten = profile["valid part, blocks discarded (no GeoTIFF write)"]
     ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory,
               "sweep/theory at the model's speed on 128 px blocks": theory_blocks,
@@ -193,6 +244,14 @@ def main() -> None:
     print("profile")
     for name, value in profile.items():
         print(f"  {name:58s} {value:12.2f}")
+    print(f"{'cold start, valid part: estimated_crop32, efield 64':60s} {'seconds':>12s}")
+    if cold["cold_error"]:
+        print(f"  {'cold: whole qgis_process run FAILED':58s} {cold['cold_error']}")
+    else:
+        print(f"  {'cold: one whole qgis_process run, start to exit':58s} {cold['cold_qgis_process_s']:12.2f}")
+    print(f"  {'warm: same request in-process, best of 3 after a warm-up':58s} {cold['warm_engine_s']:12.2f}")
+    if not cold["cold_error"]:
+        print(f"  {'cold/warm (start-up, model load and probe)':58s} {cold['cold_over_warm']:12.2f}")
     print(f"\nmax |valid Full - tutorial| on a 1024 px common window: {same_pixels:.2e}")
     for name, value in ratios.items():
         print(f"{name:52s} {value:6.2f}")
@@ -202,7 +261,7 @@ def main() -> None:
               "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
               "profile_mpx_per_s": profile,
               "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
-              "max_abs_diff_valid_vs_tutorial": same_pixels}
+              "max_abs_diff_valid_vs_tutorial": same_pixels, **cold}
     (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
     with open(RESULTS / "history.jsonl", "a", encoding="utf-8") as history:  # one line per run, to compare
         history.write(json.dumps(record) + "\n")
