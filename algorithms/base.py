@@ -1,6 +1,7 @@
-"""What the inference algorithms share: the TensorflowModelServe parameter block, its reading, error mapping."""
+"""What the algorithms share: ids, icons, help, error mapping, layer paths, and the TensorflowModelServe block."""
 
 import os
+import re
 import threading
 
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
@@ -10,16 +11,30 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingExcep
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine import DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing, EngineError, Source
-from ..engine.inference import InferenceRequest
-from ..engine.otbtf_backend import BACKENDS
-from ..engine.raster import COMPRESSIONS
+from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
+                      EngineError, InferenceRequest, Source, run_inference)
+from .help import SHORT_HELP
 from .styling import load_styled
 
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 README_URL = "https://github.com/seamless-inference/seamless_inference#"
 MAX_SOURCES = 3
 SOURCE_DEFAULT_RFIELDS = (128, 32, 0)  # the seed's PAN 128 / XS 32; 0 = the ground footprint of source 1's
+_SOURCE_FIELD = re.compile(r"^sources\[(\d+)\](?:\.(\w+))?$")
+_SOURCE_SUFFIXES = {"rfield": "_RFIELD", "placeholder": "_PLACEHOLDER", "nodata": "_NODATA"}
+_FIELD_PARAMETERS = {"model_dir": "MODEL", "output_path": "OUTPUT"}
+
+
+def layer_path(layer, parameter: str) -> str:
+    """The file GDAL reads for a raster layer, or a QgsProcessingException naming the parameter."""
+    if layer is None:
+        raise QgsProcessingException(QCoreApplication.translate("SeamlessInference", "No raster given [parameter {}].")
+                                     .format(parameter))
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(QCoreApplication.translate(
+            "SeamlessInference", "{} is not a raster file read by GDAL (provider {}); save it as a GeoTIFF first "
+            "[parameter {}].").format(layer.name(), layer.providerType(), parameter))
+    return layer.source().split("|")[0]
 
 
 def in_engine_thread(function, *args, **kwargs):
@@ -54,6 +69,7 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
     """Base of the provider's algorithms: translation, ids, icon, help link, engine error mapping."""
 
     ICON = "seamless.svg"
+    FIELDS = {}  # engine request field -> this algorithm's parameter, where the default rule does not fit
 
     def tr(self, text: str) -> str:
         """Translate a user-facing string."""
@@ -79,14 +95,31 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
         """The algorithm's section of the README."""
         return README_URL + self.name()
 
+    def shortHelpString(self) -> str:  # noqa: N802
+        """Dialog help (algorithms/help.py)."""
+        return self.tr(SHORT_HELP[self.name()])
+
+    def parameter_of(self, field: str | None) -> str | None:
+        """This algorithm's parameter for an engine request field (sources[1].rfield -> SOURCE2_RFIELD), or None
+        when it has none (as QGIS's invalidSourceError(parameters, name), errors name the dialog's own field)."""
+        if not field:
+            return None
+        name = self.FIELDS.get(field)
+        if name is None:
+            match = _SOURCE_FIELD.match(field)
+            if match:
+                name = f"SOURCE{int(match[1]) + 1}" + _SOURCE_SUFFIXES.get(match[2] or "", "")
+            else:
+                name = _FIELD_PARAMETERS.get(field, field.upper())
+        return name if self.parameterDefinition(name) is not None else None
+
     def fail(self, exc: Exception) -> QgsProcessingException:
         """A QgsProcessingException naming the parameter at fault, from an engine error."""
         if isinstance(exc, Cancelled):
             return QgsProcessingException(self.tr("Cancelled: no output file was written."))
-        if isinstance(exc, DependencyMissing):
-            return QgsProcessingException(str(exc))
-        if isinstance(exc, EngineError) and exc.parameter:
-            return QgsProcessingException(f"{exc} [parameter {exc.parameter}]")
+        parameter = self.parameter_of(exc.field) if isinstance(exc, EngineError) else None
+        if parameter:
+            return QgsProcessingException(self.tr("{} [parameter {}]").format(exc, parameter))
         return QgsProcessingException(str(exc))
 
 
@@ -105,34 +138,39 @@ class ModelAlgorithm(SeamlessAlgorithm):
         parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         return parameter
 
+    def explained(self, parameter, text: str):
+        """Give a parameter its explanation (the dialog's tooltip and help panel), and return it."""
+        parameter.setHelp(self.tr(text))
+        return parameter
+
     def add_model_and_sources(self) -> None:
         """MODEL, then SOURCEn, SOURCEn_RFIELD, SOURCEn_PLACEHOLDER, SOURCEn_NODATA for n = 1..3."""
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"),
-            behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(self.explained(QgsProcessingParameterFile(
+            self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"), behavior=QgsProcessingParameterFile.Folder),
+            "The folder that holds saved_model.pb (what model.export() or tf.saved_model.save() wrote)."))
         for index in range(1, MAX_SOURCES + 1):
             optional = index > 1
-            self.addParameter(QgsProcessingParameterMultipleLayers(
-                self.source_key(index), self.tr(f"Source {index}: raster(s), stacked as channels"),
-                QgsProcessing.TypeRaster, optional=optional))
-            rfield = QgsProcessingParameterNumber(
-                self.source_key(index, "_RFIELD"),
-                self.tr(f"Source {index}: receptive field (pixels of source {index}"
-                        + (", 0 = same ground size as source 1)" if index > 1 else ")")),
-                QgsProcessingParameterNumber.Integer, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0)
+            self.addParameter(self.explained(QgsProcessingParameterMultipleLayers(
+                self.source_key(index), self.tr("Source {}: raster(s)").format(index), QgsProcessing.TypeRaster,
+                optional=optional), "One or more rasters, stacked as the channels of one model input."))
+            rfield = self.explained(QgsProcessingParameterNumber(
+                self.source_key(index, "_RFIELD"), self.tr("Source {}: receptive field").format(index),
+                QgsProcessingParameterNumber.Integer, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0),
+                "The input block the model sees, in pixels of this source"
+                + (" (0 = the same ground size as source 1's)." if index > 1 else "."))
             self.addParameter(rfield if index < 3 else self.advanced(rfield))
-            placeholder = QgsProcessingParameterString(
-                self.source_key(index, "_PLACEHOLDER"),
-                self.tr(f"Source {index}: placeholder (model input; empty = inputs in alphabetical order)"),
-                optional=True)
+            placeholder = self.explained(QgsProcessingParameterString(
+                self.source_key(index, "_PLACEHOLDER"), self.tr("Source {}: placeholder").format(index),
+                optional=True), "The model input this source feeds (empty = the inputs in alphabetical order).")
             self.addParameter(placeholder if index < 3 else self.advanced(placeholder))
-            self.addParameter(self.advanced(QgsProcessingParameterNumber(
-                self.source_key(index, "_NODATA"),
-                self.tr(f"Source {index}: no-data value (tiles entirely no-data are skipped)"),
-                QgsProcessingParameterNumber.Double, optional=True)))
+            self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+                self.source_key(index, "_NODATA"), self.tr("Source {}: no-data value").format(index),
+                QgsProcessingParameterNumber.Double, optional=True),
+                "Tiles entirely no-data are skipped; output pixels over no-data get the background value.")))
 
     def sources(self, parameters, context) -> list:
-        """The sources given, as engine Sources (rasters must be GDAL files)."""
+        """The sources given, as engine Sources (rasters must be GDAL files; a receptive field of 0 after the first
+        source is left to the engine, which gives it the ground of source 1's)."""
         sources = []
         for index in range(1, MAX_SOURCES + 1):
             layers = self.parameterAsLayerList(parameters, self.source_key(index), context)
@@ -142,28 +180,19 @@ class ModelAlgorithm(SeamlessAlgorithm):
                 continue
             if len(sources) < index - 1:
                 raise QgsProcessingException(self.tr(
-                    f"Source {index} is given but source {index - 1} is not; fill the sources in order "
-                    f"[parameter SOURCE{index - 1}]."))
-            paths = []
-            for layer in layers:
-                if layer.providerType() != "gdal":
-                    raise QgsProcessingException(self.tr(
-                        f"Source {index}: {layer.name()} is not a raster file read by GDAL (provider "
-                        f"{layer.providerType()}); save it as a GeoTIFF first [parameter SOURCE{index}]."))
-                paths.append(layer.source().split("|")[0])
+                    "Source {} is given but source {} is not; fill the sources in order [parameter SOURCE{}].")
+                    .format(index, index - 1, index - 1))
+            paths = [layer_path(layer, self.source_key(index)) for layer in layers]
             rfield = self.parameterAsInt(parameters, self.source_key(index, "_RFIELD"), context)
-            if rfield == 0:
-                if index == 1:
-                    raise QgsProcessingException(self.tr(
-                        "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
-                reference = self.parameterAsLayerList(parameters, self.source_key(1), context)[0]
-                ratio = layers[0].rasterUnitsPerPixelX() / reference.rasterUnitsPerPixelX()
-                rfield = max(1, round(sources[0].rfield[0] / ratio))
+            if rfield == 0 and index == 1:
+                raise QgsProcessingException(self.tr(
+                    "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
             placeholder = self.parameterAsString(parameters, self.source_key(index, "_PLACEHOLDER"), context)
             nodata_key = self.source_key(index, "_NODATA")
             nodata = (self.parameterAsDouble(parameters, nodata_key, context)
                       if parameters.get(nodata_key) not in (None, "") else None)
-            sources.append(Source(tuple(paths), (rfield, rfield), placeholder.strip() or None, nodata))
+            sources.append(Source(tuple(paths), (rfield, rfield) if rfield else None, placeholder.strip() or None,
+                                  nodata))
         return sources
 
 
@@ -197,37 +226,39 @@ class InferenceAlgorithm(ModelAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model, up to three sources, the output fields, the grid and tiling, the output raster."""
         self.add_model_and_sources()
-        self.addParameter(QgsProcessingParameterString(
-            self.OUTPUT_NAMES, self.tr(self.OUTPUT_NAMES_LABEL), optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.EFIELD, self.tr("Expression field (output pixels; 0 = receptive field - 2 x crop)"),
-            QgsProcessingParameterNumber.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterExtent(
-            self.EXTENT, self.tr("Extent (region of interest, like OTBTF's box=)"), optional=True))
+        self.addParameter(self.explained(QgsProcessingParameterString(
+            self.OUTPUT_NAMES, self.tr("Output name(s)"), optional=True), self.OUTPUT_NAMES_HELP))
+        self.addParameter(self.explained(QgsProcessingParameterNumber(
+            self.EFIELD, self.tr("Expression field"), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            "The output block of one model run, in output pixels (0 = receptive field - 2 x crop)."))
+        self.addParameter(self.explained(QgsProcessingParameterExtent(
+            self.EXTENT, self.tr("Extent"), optional=True),
+            "The region of interest, in any CRS (like OTBTF's box=, but geographic); empty = all of source 1."))
         self.addParameter(QgsProcessingParameterEnum(
             self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
             defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.BACKEND, self.tr("Backend"), [self.tr(s) for s in self.BACKEND_LABELS], defaultValue=0))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.SPCSCALE, self.tr("Output spacing scale (output pixel = source 1 pixel x scale)"),
-            QgsProcessingParameterNumber.Double, 1.0, minValue=0.0001)))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
-            self.PADDING, self.tr("Virtual padding beyond the image edges (Full mode)"),
-            [self.tr(s) for s in self.PADDING_LABELS], defaultValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call (0 = Auto)"),
-            QgsProcessingParameterNumber.Integer, 0, minValue=0)))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+            self.SPCSCALE, self.tr("Output spacing scale"), QgsProcessingParameterNumber.Double, 1.0,
+            minValue=0.0001), "Output pixel = source 1 pixel x scale (OTBTF's output.spcscale).")))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
+            self.PADDING, self.tr("Padding beyond the edges"), [self.tr(s) for s in self.PADDING_LABELS],
+            defaultValue=0), "The virtual padding of the whole image beyond its edges (Full mode).")))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            self.TILE_SIZE_HELP)))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call"), QgsProcessingParameterNumber.Integer, 0,
+            minValue=0), "0 = Auto: as many tiles as fit about 4 million input pixels.")))
         self.addParameter(self.advanced(QgsProcessingParameterEnum(
             self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
         self.addParameter(self.advanced(QgsProcessingParameterEnum(
             self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
             defaultValue=0)))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.DISPLAY_BAND, self.tr("Band to display (2 = class 1, the seed's buildings softmax)"),
-            QgsProcessingParameterNumber.Integer, 2, minValue=1))
+        self.addParameter(self.explained(QgsProcessingParameterNumber(
+            self.DISPLAY_BAND, self.tr("Band to display"), QgsProcessingParameterNumber.Integer, 2, minValue=1),
+            "The band shown in the canvas (2 = class 1, the seed's buildings softmax)."))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
 
     def request(self, parameters, context, sources) -> InferenceRequest:
@@ -249,20 +280,18 @@ class InferenceAlgorithm(ModelAlgorithm):
             spcscale=self.parameterAsDouble(parameters, self.SPCSCALE, context), extent=extent,
             extent_mode=EXTENT_MODES[self.parameterAsEnum(parameters, self.EXTENT_MODE, context)],
             padding=PADDINGS[self.parameterAsEnum(parameters, self.PADDING, context)],
-            tile_size=tile or None, batch_size=batch or None,
+            tile_size=tile or None, batch_size=batch or None, valid_part=self.VALID_PART,
             data_type=self.DATA_TYPE_NAMES[self.parameterAsEnum(parameters, self.DATA_TYPE, context)],
             compression=COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)])
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine run, the output (named and styled) out."""
-        from ..engine.inference import run_inference
-
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
             request = self.request(parameters, context, self.sources(parameters, context))
             backend = BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)]
             result = in_engine_thread(lambda: run_inference(
-                self.complete(request, feedback), output, progress=lambda f: feedback.setProgress(100.0 * f),
+                request, output, progress=lambda f: feedback.setProgress(100.0 * f),
                 is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
@@ -271,14 +300,12 @@ class InferenceAlgorithm(ModelAlgorithm):
         load_styled(context, output, name, self.parameterAsInt(parameters, self.DISPLAY_BAND, context))
         return {self.OUTPUT: output}
 
-    # hooks for the subclasses
-    OUTPUT_NAMES_LABEL = "Output name(s) in the signature, comma separated (empty = from the model)"
-    TILE_SIZE_LABEL = "Tile size (output pixels; 0 = Auto)"
+    # what the subclasses set
+    VALID_PART = False  # serve the measured valid part of the output
+    OUTPUT_NAMES_HELP = "Outputs of the model's signature, comma separated (empty = the model's raw output)."
+    TILE_SIZE_LABEL = "Tile size"
+    TILE_SIZE_HELP = "Output pixels (0 = Auto)."
     OUTPUT_LABEL = "Output raster"
-
-    def complete(self, request: InferenceRequest, feedback) -> InferenceRequest:
-        """Fill the defaults that depend on the model (output names, crop)."""
-        return request
 
     def layer_name(self, plan) -> str:
         """The name of the layer loaded in the canvas."""

@@ -1,15 +1,17 @@
 """Distortion comparison: RMSE of each cropping value against the exact result, and what each costs."""
 
+import os
+
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField, QgsFields,
                        QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
-from ..engine import Cancelled, DependencyMissing, EngineError
-from ..engine.inference import InferenceRequest
+from ..engine import Cancelled, DependencyMissing, EngineError, InferenceRequest
+from ..engine.distortion import default_crops, distortion_comparison
+from ..engine.reports import distortion_html
 from .base import ModelAlgorithm, in_engine_thread
-from .help import FIELDS
 from .styling import GrayStretch, keep_alive
 
 
@@ -27,6 +29,7 @@ class DistortionComparison(ModelAlgorithm):
     TABLE = "TABLE"
     ERROR_FOLDER = "ERROR_FOLDER"
     RMSE = "RMSE"
+    FIELDS = {"extent": "SOURCE1", "error_folder": "ERROR_FOLDER"}
 
     def name(self) -> str:
         """Stable id: seamless:distortioncomparison."""
@@ -35,26 +38,6 @@ class DistortionComparison(ModelAlgorithm):
     def displayName(self) -> str:  # noqa: N802
         """Toolbox name."""
         return self.tr("Distortion comparison (cropping vs exactness vs cost)")
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        """Dialog help."""
-        return self.tr(
-            "<p>How far is each cropping value from the exact result, and what does it cost? For a receptive "
-            "field R (source 1 pixels; the other sources keep their ratio) and each crop c, the model runs as "
-            "OTBTF's TensorflowModelServe does (OTBTF grid, blocks of the expression field R - 2c, output "
-            "<code>&lt;name&gt;_crop&lt;c&gt;</code>, or the raw output cropped by the plugin when the model has "
-            "no such output; c = 0 is the raw output). Each result is compared with the exact valid part over "
-            "their common geographic extent (different crops start at different pixels): RMSE (the seed's vector "
-            "RMSE over bands), mean and max absolute error, share of pixels above the tolerance, theoretical "
-            "cost (R / (R - 2c))<sup>2</sup> and measured time. Outputs: an HTML report with a plot, a table "
-            "layer, the RMSE of the chosen crop (for the Graphical Modeler) and optionally one squared-error "
-            "raster per crop, on which the block grid shows. Crops of the valid part that tile by an expression "
-            "field that is not a multiple of the model's total stride are not exact even when large enough: "
-            "their blocks change stride phase.</p><p>The exact reference is computed once into a file in the "
-            "system's temporary folder (24 bytes a pixel for a 6-band output), deleted at the end; each crop's "
-            "blocks are compared with it as they come out of the model, so no crop output is written. Output "
-            "pixels over source no-data are left out of both; unlike comparing written rasters, a valid pixel "
-            "whose value equals the no-data value (a softmax band at exactly 0) is kept.</p>") + self.tr(FIELDS)
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model and sources, R, the crops, the tolerance, the outputs."""
@@ -84,9 +67,6 @@ class DistortionComparison(ModelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Run every crop, compare, and write the report, the table and the error rasters."""
-        from ..engine.distortion import default_crops, distortion_comparison
-        from ..engine.reports import distortion_html
-
         try:
             sources = self.sources(parameters, context)
             names = [n.strip() for n in self.parameterAsString(parameters, self.OUTPUT_NAMES, context).split(",")
@@ -100,13 +80,11 @@ class DistortionComparison(ModelAlgorithm):
                     in_engine_thread(default_crops, request.model_dir, rfield, names[0] if names else None)
             except ValueError as exc:
                 raise EngineError(f"Crops must be whole numbers separated by commas (got {text!r}).",
-                                  self.CROPS) from exc
-            feedback.pushInfo(f"Receptive field {rfield}, crops {crops}.")
+                                  "crops") from exc
+            feedback.pushInfo(self.tr("Receptive field {}, crops {}.").format(rfield, crops))
             error_folder = None
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
-                import os
-
                 os.makedirs(error_folder, exist_ok=True)
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
@@ -130,7 +108,7 @@ class DistortionComparison(ModelAlgorithm):
         chosen = result.result(self.parameterAsInt(parameters, self.CHOSEN_CROP, context))
         outputs[self.RMSE] = chosen.rmse if chosen else float("nan")
         if chosen is None:
-            feedback.pushWarning(f"The chosen crop is not among {crops}: RMSE output is NaN.")
+            feedback.pushWarning(self.tr("The chosen crop is not among {}: RMSE output is NaN.").format(crops))
         return outputs
 
     def write_table(self, parameters, context, result):
@@ -158,7 +136,7 @@ class DistortionComparison(ModelAlgorithm):
         for r in result.crops:
             if not r.path:
                 continue
-            name = f"squared error, crop {r.crop} (R {result.rfield})"
+            name = self.tr("squared error, crop {} (R {})").format(r.crop, result.rfield)
             details = QgsProcessingContext.LayerDetails(name, context.project(), self.ERROR_FOLDER)
             details.forceName = True
             details.setPostProcessor(keep_alive(GrayStretch(1, 0.0, max(r.max_abs_error ** 2, 1e-12), name=name)))

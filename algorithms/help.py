@@ -1,4 +1,5 @@
-"""Help text shared by the inference algorithms: the fields, the valid part, where we differ from OTBTF."""
+"""Help text of every algorithm (QGIS core keeps it apart from the classes too: shortHelp), and the text
+shared by the algorithms that run a model: the fields, the valid part, where we differ from OTBTF."""
 
 FIELDS = """
 <h3>Receptive field, expression field, valid part</h3>
@@ -31,3 +32,80 @@ models/seed_workflow.model3 does).</p>
 """
 # QGIS's help panel makes a paragraph of every line of a help string: one line
 FIELDS = " ".join(FIELDS.split())
+
+# QGIS's help panel makes a paragraph of every line of a help string: each text is one line
+SHORT_HELP = {
+    'artifactproneinference': (
+        "<p>Runs a TensorFlow SavedModel over rasters like OTBTF's TensorflowModelServe in fully convolutional mode "
+        'and writes its <b>raw output</b> block by block. With the defaults (source 1 PAN rfield 128, source 2 XS '
+        "rfield 32, output <code>estimated</code>, efield 128) it reproduces the OTBTF tutorial's first run: each 128"
+        ' px block is computed on its own, so the zero padding inside the network shows as a grid of <b>blocking '
+        'artifacts</b>. Compare with <i>Valid-part inference</i>.</p>'
+    ) + FIELDS,
+    'validpartinference': (
+        "<p>Runs a TensorFlow SavedModel over rasters like OTBTF's TensorflowModelServe and keeps only the <b>valid "
+        'part</b> of each block, so the result is <b>seamless</b>. By default the plugin measures how many pixels the'
+        " model's zero padding pollutes on each side of a block (31 and 16 of 128 for the sample model), picks the "
+        'smallest exact <code>_cropN</code> output (<code>estimated_crop32</code>) and the expression field rfield - '
+        "2 x N (64), and in Full mode runs large tiles whose pixels are identical to OTBTF's 64 px blocks. If the "
+        'model has no exact <code>_cropN</code> output, the plugin crops the raw output itself.</p>'
+    ) + FIELDS,
+    'distortioncomparison': (
+        '<p>How far is each cropping value from the exact result, and what does it cost? For a receptive field R '
+        "(source 1 pixels; the other sources keep their ratio) and each crop c, the model runs as OTBTF's "
+        'TensorflowModelServe does (OTBTF grid, blocks of the expression field R - 2c, output '
+        '<code>&lt;name&gt;_crop&lt;c&gt;</code>, or the raw output cropped by the plugin when the model has no such '
+        'output; c = 0 is the raw output). Each result is compared with the exact valid part over their common '
+        "geographic extent (different crops start at different pixels): RMSE (the seed's vector RMSE over bands), "
+        'mean and max absolute error, share of pixels above the tolerance, theoretical cost (R / (R - '
+        '2c))<sup>2</sup> and measured time. Outputs: an HTML report with a plot, a table layer, the RMSE of the '
+        'chosen crop (for the Graphical Modeler) and optionally one squared-error raster per crop, on which the block'
+        " grid shows. Crops of the valid part that tile by an expression field that is not a multiple of the model's "
+        'total stride are not exact even when large enough: their blocks change stride phase.</p><p>The exact '
+        "reference is computed once into a file in the system's temporary folder (24 bytes a pixel for a 6-band "
+        "output), deleted at the end; each crop's blocks are compared with it as they come out of the model, so no "
+        'crop output is written. Output pixels over source no-data are left out of both; unlike comparing written '
+        'rasters, a valid pixel whose value equals the no-data value (a softmax band at exactly 0) is kept.</p>'
+    ) + FIELDS,
+    'rastercomparison': (
+        '<p>Measures how much an <b>image</b> differs from a <b>reference</b>, e.g. the artifact-prone output against'
+        " the valid part, as the OTBTF tutorial's distortion comparison does.</p><p>Only the <b>geographic "
+        "intersection</b> of the two footprints is compared: OTBTF's artifact-prone and valid-part outputs are "
+        'shifted by 32 pixels, so comparing by pixel index would be wrong. Both rasters must share the CRS, the pixel'
+        ' size and the pixel grid; pixels that are no-data in either raster are ignored and counted.</p><p>With '
+        "d<sub>b</sub> = image - reference in band b and N pixels compared:<br><b>RMSE</b> (the tutorial's value, a "
+        '<b>vector RMSE</b>) = sqrt( 1/N &Sigma;<sub>pixels</sub> &Sigma;<sub>b</sub> d<sub>b</sub>&sup2; ), the RMSE'
+        ' of the error vector over the bands;<br><b>per-band RMSE</b> = sqrt( 1/N &Sigma;<sub>pixels</sub> '
+        'd<sub>b</sub>&sup2; ), whose squares sum to RMSE&sup2;;<br><b>MAE</b> = mean of |d<sub>b</sub>| over pixels '
+        "and bands; <b>max |error|</b> = the largest |d<sub>b</sub>|. All are in the rasters' value units.</p><p>This"
+        " equals pyotb's ExtractROI(mode fit, on the reference) + BandMathX <code>(im1-im2)*(im1-im2)'</code> (a "
+        'matrix product: the sum over bands) + ComputeImagesStatistics, square root of the mean, but works when the '
+        'image does not cover the whole reference, and streams any raster size. The optional squared-error raster '
+        "holds &Sigma;<sub>b</sub> d<sub>b</sub>&sup2; per pixel on the intersection's grid: it shows where the "
+        'blocking artifacts are, i.e. where the artifact-prone output departs from the valid part.</p><p>Why they '
+        'differ: a model sees a <b>receptive field</b> (rfield) of input for each block of the <b>expression '
+        'field</b> (efield) it outputs; with <code>padding="same"</code> the pixels near a block border come from '
+        'zero padding. Keeping the <b>valid part</b>, efield = rfield - 2 x crop with a crop at least the polluted '
+        'width, removes the artifacts. <i>Model analysis</i> gives that crop for any model; <i>Distortion '
+        'comparison</i> measures every crop at once.</p>'
+    ),
+    'modelanalysis': (
+        '<p>Tells which <code>_cropN</code> output and which expression field give a seamless mosaic, for any '
+        "TensorFlow SavedModel and the sources' sizes (receptive fields; default the seed's PAN 128 / XS "
+        "32).</p><p><b>From the graph</b>: every layer's kernel, stride, output size and <b>valid part</b> (the "
+        "pixels computed without the zero padding of a tile's border): floor((x - k) / s) + 1 for a convolution or "
+        'pooling, s x + s - k for a transposed convolution (TF "same"; otbtf\'s x s - k + 2 holds only for s = 2), the'
+        ' intersection of the operands for a skip sum, a shift for a crop. The exact window is propagated too: TF '
+        'puts the odd padding pixel after the data, so the valid part is not centred ([31, 111] of 128 for the '
+        'sample: (128 - 81) / 2 = 23.5 is not enough, a symmetric crop must be at least 31). Ops the analysis cannot '
+        'read are named in the report.</p><p><b>Measured</b>: the model runs on inputs that differ only outside a '
+        'tile (random data at two scales, normalised and raw digital numbers, so that no image content can hide a '
+        'polluted pixel; the optional rasters give the pixel-size ratios); the output pixels that change are the '
+        'ones a tile border pollutes, per side. The total stride is the smallest input shift that shifts the output '
+        'identically. Valid-part inference uses this very measurement, for the same sizes.</p><p><b>Outputs</b>, for the Graphical Modeler: OUTPUT_NAME (the smallest '
+        'exact <code>_cropN</code> output whose expression field keeps tiles on the total-stride lattice), CROP, '
+        "RFIELD (source 1's size), EFIELD = RFIELD - 2 x CROP and TOTAL_STRIDE; connect them to the inference "
+        "algorithms' output name, receptive and expression fields. The HTML report opens in the Results "
+        'Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
+    ),
+}

@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsPro
 
 from ..engine import Cancelled, EngineError
 from ..engine.metrics import Comparison, compare_rasters
-from .base import SeamlessAlgorithm
+from .base import SeamlessAlgorithm, layer_path
 from .styling import load_styled
 
 
@@ -27,6 +27,7 @@ class RasterComparison(SeamlessAlgorithm):
     MAE = "MAE"
     MAX_ABS_ERROR = "MAX_ABS_ERROR"
     PIXELS = "PIXELS"
+    FIELDS = {"squared_error_path": "SQUARED_ERROR"}
 
     def name(self) -> str:
         """Stable id: seamless:rastercomparison."""
@@ -35,33 +36,6 @@ class RasterComparison(SeamlessAlgorithm):
     def displayName(self) -> str:  # noqa: N802 (QGIS API name)
         """Toolbox name."""
         return self.tr("Raster comparison (RMSE)")
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        """Dialog help."""
-        return self.tr(
-            "<p>Measures how much an <b>image</b> differs from a <b>reference</b>, e.g. the artifact-prone output "
-            "against the valid part, as the OTBTF tutorial's distortion comparison does.</p>"
-            "<p>Only the <b>geographic intersection</b> of the two footprints is compared: OTBTF's artifact-prone "
-            "and valid-part outputs are shifted by 32 pixels, so comparing by pixel index would be wrong. Both "
-            "rasters must share the CRS, the pixel size and the pixel grid; pixels that are no-data in either "
-            "raster are ignored and counted.</p>"
-            "<p>With d<sub>b</sub> = image - reference in band b and N pixels compared:<br>"
-            "<b>RMSE</b> (the tutorial's value, a <b>vector RMSE</b>) = sqrt( 1/N &Sigma;<sub>pixels</sub> "
-            "&Sigma;<sub>b</sub> d<sub>b</sub>&sup2; ), the RMSE of the error vector over the bands;<br>"
-            "<b>per-band RMSE</b> = sqrt( 1/N &Sigma;<sub>pixels</sub> d<sub>b</sub>&sup2; ), whose squares sum to "
-            "RMSE&sup2;;<br><b>MAE</b> = mean of |d<sub>b</sub>| over pixels and bands; <b>max |error|</b> = the "
-            "largest |d<sub>b</sub>|. All are in the rasters' value units.</p>"
-            "<p>This equals pyotb's ExtractROI(mode fit, on the reference) + BandMathX "
-            "<code>(im1-im2)*(im1-im2)'</code> (a matrix product: the sum over bands) + "
-            "ComputeImagesStatistics, square root of the mean, but works when the image does not cover the "
-            "whole reference, and streams any raster size. The optional squared-error raster holds "
-            "&Sigma;<sub>b</sub> d<sub>b</sub>&sup2; per pixel on the intersection's grid: it shows where the "
-            "blocking artifacts are, i.e. where the artifact-prone output departs from the valid part.</p>"
-            "<p>Why they differ: a model sees a <b>receptive field</b> (rfield) of input for each block of the "
-            "<b>expression field</b> (efield) it outputs; with <code>padding=\"same\"</code> the pixels near a "
-            "block border come from zero padding. Keeping the <b>valid part</b>, efield = rfield - 2 x crop with "
-            "a crop at least the polluted width, removes the artifacts. <i>Model analysis</i> gives that crop "
-            "for any model; <i>Distortion comparison</i> measures every crop at once.</p>")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """Two rasters, optional bands, optional squared-error raster and HTML report; the numbers out."""
@@ -83,21 +57,10 @@ class RasterComparison(SeamlessAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.MAX_ABS_ERROR, self.tr("Maximum absolute error")))
         self.addOutput(QgsProcessingOutputNumber(self.PIXELS, self.tr("Pixels compared")))
 
-    def raster_path(self, parameters, key: str, context) -> str:
-        """The file behind a raster layer parameter (it must be read by GDAL)."""
-        layer = self.parameterAsRasterLayer(parameters, key, context)
-        if layer is None:
-            raise QgsProcessingException(self.tr(f"No raster given [parameter {key}]."))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(self.tr(
-                f"{layer.name()} is not a raster file read by GDAL (provider {layer.providerType()}); save it as "
-                f"a GeoTIFF first [parameter {key}]."))
-        return layer.source().split("|")[0]
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine comparison, the numbers (and the optional files) out."""
-        reference = self.raster_path(parameters, self.REFERENCE, context)
-        image = self.raster_path(parameters, self.IMAGE, context)
+        reference = layer_path(self.parameterAsRasterLayer(parameters, self.REFERENCE, context), self.REFERENCE)
+        image = layer_path(self.parameterAsRasterLayer(parameters, self.IMAGE, context), self.IMAGE)
         squared = self.parameterAsOutputLayer(parameters, self.SQUARED_ERROR, context) or None
         report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
         try:
@@ -120,7 +83,8 @@ class RasterComparison(SeamlessAlgorithm):
                 with open(report, "w", encoding="utf-8") as handle:
                     handle.write(report_html(comparison))
             except OSError as exc:
-                raise QgsProcessingException(f"Cannot write the report {report!r} ({exc}) [parameter REPORT].")
+                raise QgsProcessingException(self.tr("Cannot write the report {} ({}) [parameter REPORT].").format(
+                    repr(report), exc)) from exc
             results[self.REPORT] = report
         return results
 

@@ -3,7 +3,7 @@
 from qgis.core import (QgsContrastEnhancement, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
                        QgsRasterLayer, QgsSingleBandGrayRenderer)
 
-_ALIVE = []  # sip deletes unreferenced Python post-processors before QGIS calls them
+_ALIVE = set()  # sip deletes unreferenced Python post-processors before QGIS calls them: held until they ran
 
 
 class GrayStretch(QgsProcessingLayerPostProcessorInterface):
@@ -15,6 +15,7 @@ class GrayStretch(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
         """Apply the renderer (the main thread calls this once the layer is in the project)."""
+        _ALIVE.discard(self)  # QGIS calls a post-processor once: release it (the frame holds it until we return)
         if not isinstance(layer, QgsRasterLayer):
             return
         band = self.band if 1 <= self.band <= layer.bandCount() else 1
@@ -45,5 +46,5 @@ def load_styled(context: QgsProcessingContext, output: str, name: str, band: int
 
 def keep_alive(post_processor):
     """Hold a reference to a post-processor until QGIS has called it (sip would delete it otherwise)."""
-    _ALIVE.append(post_processor)
+    _ALIVE.add(post_processor)
     return post_processor

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scene import make_scene  # noqa: E402
 
 from seamless_inference.engine import OTBTF, InferenceRequest, Source, plan_inference, run_inference  # noqa: E402
-from seamless_inference.engine.inference import input_shapes  # noqa: E402
 from seamless_inference.engine.model import SavedModel  # noqa: E402
+from seamless_inference.engine.planning import input_shapes  # noqa: E402
+from seamless_inference.engine.sinks import NullSink  # noqa: E402
 
 MODEL = str(ROOT / "sample" / "model")
 QGIS_PROCESS = Path(ROOT / "tools" / "qgis_process")
@@ -46,31 +47,12 @@ def request(pan, xs, output="estimated_crop32", **changes) -> InferenceRequest:
     return replace(InferenceRequest(MODEL, sources, output_names=(output,)), **changes)
 
 
-class Discard:
-    """A sink that drops the output blocks: the valid part without its GeoTIFF write, for the profile."""
-
-    def write(self, x0, y0, block, mask=None):
-        pass
-
-    def declare_nodata(self, value):
-        pass
-
-    def flush(self):
-        pass
-
-    def commit(self):
-        return None
-
-    def abort(self):
-        pass
-
-
 def timed_run(req: InferenceRequest, path: Path | None, repeats: int = 3) -> tuple:
     """(output Mpx/s, result) of the best of `repeats` runs after a first one that warms TensorFlow up for these
     shapes; best of n, as for the limit, because a shared machine only ever slows a run down. Each timed run
     writes a new file, as Processing's outputs are: replacing the previous 400 MB file would add the kernel's
     0.2-0.3 s of freeing it (measured) to the run. path None: the blocks are discarded (no write)."""
-    sink = (lambda plan, bands, names: Discard()) if path is None else None
+    sink = NullSink() if path is None else None
     run_inference(req, str(path) if path else None, sink=sink)
     best, result = 0.0, None
     for _ in range(repeats):

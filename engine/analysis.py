@@ -1,158 +1,97 @@
-"""Measure what a fully convolutional model does at tile borders: its total stride and its valid window.
+"""One measurement of a model's border behaviour, shared by model analysis and inference, and the crop to serve.
 
-Both are measured, not guessed, by running the model on real (or random) inputs:
-- valid window: run once on a large input, then again with the content outside a tile-sized window changed on
-  one side; the output pixels of the window that change are those the zero padding of a tile would pollute.
-  Done per side, because TF's "same" padding makes the window asymmetric (31 and 16 px of 128 for the sample).
-- total stride: the smallest input shift that shifts the output by the same amount with identical values;
-  tiles must start on that lattice or a strided network gives different pixels (otbtf-semantics.md 5.2.3).
+`measure` runs the model (engine.probe) on random data at two scales, normalised data and raw digital numbers:
+data that always excites the model, whatever the image holds (flat areas, no-data, water), so the measurement
+is the same for every scene; a saturated softmax or dead ReLUs at one scale cannot hide a polluted pixel. It
+reads the graph too (engine.graph) and keeps the larger loss: the theory can only over-estimate what a border
+pollutes (it ignores zero weights), the measurement can only under-estimate it. The result is cached on the
+loaded model, keyed by its fingerprint and the setup (output, placeholders, sizes, pixel ratios): model
+analysis and valid-part inference of the same setup get the same object, from one call.
 """
 
-from dataclasses import dataclass
-from math import gcd
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from math import ceil, lcm
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, source_field
+from .graph import Theory, read_theory
+from .grid import build_lattice, scale_rfield
+from .model import SavedModel, read_signature, split_crop
+from .probe import ProbeResult, ProbeSource, probe_model
+from .raster import raster_info
+
+# Random virtual images: normalised data and raw digital numbers (the sample's PAN and XS are about 100..1600)
+DATA_SCALES = ((0.0, 1.0), (500.0, 250.0))
+DATA_TEXT = "random normal noise, " + " and ".join(f"mean {m:g} std {s:g}" for m, s in DATA_SCALES)
 
 
 @dataclass(frozen=True)
-class ProbeSource:
-    """One model input for a probe: placeholder, pixel step (units), receptive field (x, y) and a data maker.
-
-    `make_input(width, height, variant)` returns a float32 (height, width, channels) array; variant 1 must
-    differ from variant 0 (e.g. the same data flipped) with the same statistics.
-    """
-
-    placeholder: str
-    step_x: int
-    step_y: int
-    rfield: tuple
-    make_input: object
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """Measured border behaviour of one output for tiles of the given receptive field.
-
-    `lost` = output pixels polluted by the tile border on (left, top, right, bottom); `stride` = (x, y) total
-    stride in source-1 pixels; `tile_output` = (width, height) of the output for one receptive-field tile.
-    """
+class Setup:
+    """What a measurement depends on: the output measured, the placeholders in source order, each source's
+    size (w, h) in its own pixels and pixel size (x, y) in source-1 pixels."""
 
     output_name: str
-    rfield: tuple
-    stride: tuple
-    lost: tuple
-    tile_output: tuple
+    placeholders: tuple
+    sizes: tuple
+    ratios: tuple
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The border behaviour of one output for tiles of the setup's sizes: measured and read from the graph.
+
+    probe: the measurement (the largest loss and stride over the data scales); theory: the graph's table and
+    windows (None when the graph could not be read at all); output_pixel: (x, y) in source-1 pixels.
+    """
+
+    setup: Setup
+    probe: ProbeResult
+    theory: Theory | None
+    output_pixel: tuple
+    data: str = DATA_TEXT
+
+    @property
+    def tile_output(self) -> tuple:
+        """(w, h) of the output for one tile of the setup's sizes (output pixels)."""
+        return self.probe.tile_output
+
+    @property
+    def theory_lost(self) -> tuple | None:
+        """Pixels the graph says a tile border pollutes: (left, top, right, bottom), or None."""
+        geo = self.theory.outputs.get(self.setup.output_name) if self.theory else None
+        if geo is None:
+            return None
+        (x0, x1), (y0, y1) = geo.window
+        w, h = geo.size
+        return (x0, y0, w - x1, h - y1) if x1 > x0 and y1 > y0 else (w, h, w, h)
+
+    @property
+    def lost(self) -> tuple:
+        """Pixels polluted by a tile border, (left, top, right, bottom): the larger of both answers."""
+        theory = self.theory_lost
+        return self.probe.lost if theory is None else tuple(max(a, b) for a, b in zip(self.probe.lost, theory))
 
     @property
     def exact_crop(self) -> int:
-        """Smallest symmetric crop (output pixels on each side) that keeps only exact pixels."""
+        """Smallest symmetric crop (output pixels a side) that keeps only exact pixels."""
         return max(self.lost)
 
     @property
-    def valid_window(self) -> tuple:
-        """Exact output pixels of a tile: ((x_first, x_end), (y_first, y_end))."""
-        left, top, right, bottom = self.lost
-        return (left, self.tile_output[0] - right), (top, self.tile_output[1] - bottom)
+    def stride(self) -> tuple:
+        """Measured total stride (x, y) in source-1 pixels: tile origins must be multiples of it."""
+        return self.probe.stride
 
+    @property
+    def total_stride(self) -> int:
+        """The larger total stride of both axes."""
+        return max(self.probe.stride)
 
-def _lcm(*values: int) -> int:
-    out = 1
-    for value in values:
-        out = out * value // gcd(out, value)
-    return out
-
-
-def probe_model(run, sources: list, out_step: tuple, output_name: str, tolerance: float = 1e-5) -> ProbeResult:
-    """Measure the valid window and total stride of `output_name` for tiles of the sources' receptive fields.
-
-    `run(feeds) -> {output_name: (1, h, w, c) array}`; `out_step` = output pixel (x, y) in units.
-    """
-    ref = sources[0]
-    quantum = (_lcm(*(s.step_x for s in sources), out_step[0]), _lcm(*(s.step_y for s in sources), out_step[1]))
-    # margin around the tile, in units: at least one receptive field, on a coarse power-of-two lattice
-    margin = tuple(_round_up(max(max(s.rfield[a] * (s.step_x, s.step_y)[a] for s in sources), 128),
-                             _lcm(128, quantum[a] * 32)) for a in (0, 1))
-    tile = (ref.rfield[0] * ref.step_x, ref.rfield[1] * ref.step_y)  # units
-    big = (tile[0] + 2 * margin[0], tile[1] + 2 * margin[1])
-    world = (2 * big[0], 2 * big[1])  # every window below is cut from this one virtual image
-
-    def feeds(size, shift=(0, 0), perturb=None):
-        out = {}
-        for src in sources:
-            steps = (src.step_x, src.step_y)
-            width, height = size[0] // steps[0], size[1] // steps[1]
-            sx, sy = shift[0] // steps[0], shift[1] // steps[1]
-            data = src.make_input(world[0] // steps[0], world[1] // steps[1], 0)[sy:sy + height, sx:sx + width]
-            data = data.copy()
-            if perturb is not None:
-                other = src.make_input(world[0] // steps[0], world[1] // steps[1], 1)[sy:sy + height,
-                                                                                      sx:sx + width]
-                side, limit = perturb
-                edge = (limit[0] // steps[0], limit[1] // steps[1])
-                if side == "left":
-                    data[:, :edge[0]] = other[:, :edge[0]]
-                elif side == "right":
-                    data[:, edge[0]:] = other[:, edge[0]:]
-                elif side == "top":
-                    data[:edge[1]] = other[:edge[1]]
-                else:
-                    data[edge[1]:] = other[edge[1]:]
-            out[src.placeholder] = data[np.newaxis]
-        return out
-
-    def output(feed):
-        return run(feed)[output_name][0]
-
-    tile_out = output(feeds(tile, shift=margin))
-    base_out = output(feeds(big))
-    # the tile's output sits margin/out_step pixels inside the big output (the same crop applies to both)
-    ox, oy = margin[0] // out_step[0], margin[1] // out_step[1]
-    th, tw = tile_out.shape[:2]
-    scale = tolerance * max(1.0, float(np.abs(base_out).max()))
-    lost = []
-    for side, limit in (("left", (margin[0], 0)), ("top", (0, margin[1])),
-                        ("right", (margin[0] + tile[0], 0)), ("bottom", (0, margin[1] + tile[1]))):
-        changed = np.abs(output(feeds(big, perturb=(side, limit))) - base_out).max(axis=-1)
-        window = changed[oy:oy + th, ox:ox + tw] > scale
-        if side in ("left", "right"):
-            hit = np.flatnonzero(window.any(axis=0))
-            lost.append(0 if hit.size == 0 else (hit.max() + 1 if side == "left" else tw - hit.min()))
-        else:
-            hit = np.flatnonzero(window.any(axis=1))
-            lost.append(0 if hit.size == 0 else (hit.max() + 1 if side == "top" else th - hit.min()))
-    stride = (_measure_stride(output, feeds, big, base_out, quantum, out_step, lost, 0, scale) // ref.step_x,
-              _measure_stride(output, feeds, big, base_out, quantum, out_step, lost, 1, scale) // ref.step_y)
-    return ProbeResult(output_name, tuple(ref.rfield), stride, tuple(int(v) for v in lost), (tw, th))
-
-
-def _measure_stride(output, feeds, big, base_out, quantum, out_step, lost, axis, scale) -> int:
-    """Smallest shift (units) along `axis` after which the output is the same, shifted."""
-    limit = big[axis] // 2
-    shift = quantum[axis]
-    while shift <= limit:
-        moved = output(feeds(big, shift=(shift, 0) if axis == 0 else (0, shift)))
-        delta = shift // out_step[axis]
-        first, last = max(lost) + 1, base_out.shape[1 - axis] - max(lost) - 1 - delta
-        if last > first:
-            if axis == 0:
-                a, b = moved[:, first:last], base_out[:, first + delta:last + delta]
-                rows = slice(max(lost) + 1, base_out.shape[0] - max(lost) - 1)
-                a, b = a[rows], b[rows]
-            else:
-                a, b = moved[first:last], base_out[first + delta:last + delta]
-                cols = slice(max(lost) + 1, base_out.shape[1] - max(lost) - 1)
-                a, b = a[:, cols], b[:, cols]
-            if a.size and np.abs(a - b).max() <= 10 * scale:  # rounding differs with position, by ~1e-5
-                return shift
-        shift += quantum[axis]
-    raise EngineError("The model's output does not follow a shift of its input by any stride up to half the "
-                      "probe size; it does not look fully convolutional.", "MODEL")
-
-
-def _round_up(value: int, step: int) -> int:
-    return -(-value // step) * step
+    def crop_to_serve(self, available) -> int:
+        """The crop (output pixels a side) to serve among `available` crops: see `recommended_crop`."""
+        return recommended_crop(available, self.exact_crop, self.total_stride, min(self.tile_output),
+                                self.output_pixel[0])
 
 
 def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1) -> int:
@@ -170,3 +109,282 @@ def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1
     while not on_lattice(crop):
         crop += 1
     return crop
+
+
+def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5) -> Measurement:
+    """The model's border behaviour for `setup`, measured once per model fingerprint and setup (cached)."""
+    key = (model.fingerprint, setup, tolerance)
+    if key not in model.measurements:
+        model.measurements[key] = _measure(model, setup, tolerance)
+    return model.measurements[key]
+
+
+def _measure(model: SavedModel, setup: Setup, tolerance: float) -> Measurement:
+    name, sizes = setup.output_name, setup.sizes
+    feeds = {p: np.zeros((1, s[1], s[0], model.signature.input(p).channels or 1), np.float32)
+             for p, s in zip(setup.placeholders, sizes)}
+    try:
+        out = model.run(feeds, [name])[name]
+    except EngineError as exc:
+        raise EngineError(f"{exc} (sizes: " + ", ".join(f"{p} {s[0]}x{s[1]}" for p, s in zip(setup.placeholders, sizes))
+                          + ")", exc.field) from exc
+    base, crop = split_crop(name)
+    crop = crop if model.signature.output(base) is None else 0  # a `_cropN` output measured without its raw output
+    out_h, out_w = (v + 2 * crop if v else 0 for v in out.shape[1:3])
+    pixel = tuple(Fraction(size, out) if out else Fraction(0) for size, out in zip(sizes[0], (out_w, out_h)))
+    if not all(p and (p.numerator == 1 or p.denominator == 1) for p in pixel):
+        raise EngineError(f"Output {name} is {out_w}x{out_h} px for a {sizes[0][0]}x{sizes[0][1]} px tile of source "
+                          "1: not a whole ratio of it, so its pixels cannot be placed on the sources' grid (a model "
+                          "with valid padding, or a global output?).", "output_names")
+    # integer pixel steps on a common lattice for the probe: the finest of the sources' and the output's pixels
+    units = [lcm(*(r[a].denominator for r in setup.ratios), pixel[a].denominator) for a in (0, 1)]
+    steps = [tuple(int(r[a] * units[a]) for a in (0, 1)) for r in setup.ratios]
+    out_step = tuple(int(pixel[a] * units[a]) for a in (0, 1))
+    run = lambda feed: model.run(feed, [name])  # noqa: E731
+    results = [probe_model(run, _random_sources(model.signature, setup, steps, scale), out_step, name, tolerance)
+               for scale in DATA_SCALES]
+    probe = replace(results[0], lost=tuple(max(v) for v in zip(*(r.lost for r in results))),
+                    stride=tuple(max(v) for v in zip(*(r.stride for r in results))))
+    try:
+        theory = read_theory(model.function, dict(zip(setup.placeholders, sizes)),
+                             dict(zip(setup.placeholders, setup.ratios)))
+    except Exception as exc:  # noqa: BLE001 (never let the theory stop the measurement)
+        theory = Theory((), {}, (f"graph ({exc.__class__.__name__}: {exc})",), (), None)
+    return Measurement(setup, probe, theory, pixel)
+
+
+def _random_sources(signature, setup: Setup, steps: list, scale: tuple) -> list:
+    """ProbeSources cutting windows of one fixed random virtual image per source (variant 1: another one)."""
+    probes = []
+    for index, (name, size) in enumerate(zip(setup.placeholders, setup.sizes)):
+        bands = signature.input(name).channels or 1
+        cache = {}
+
+        def make_input(width, height, variant, index=index, bands=bands, cache=cache):
+            if (width, height, variant) not in cache:
+                rng = np.random.default_rng((index, variant, int(scale[0])))
+                cache[(width, height, variant)] = rng.normal(scale[0], scale[1], (height, width, bands)).astype(
+                    np.float32)
+            return cache[(width, height, variant)]
+
+        probes.append(ProbeSource(name, steps[index][0], steps[index][1], size, make_input))
+    return probes
+
+
+def valid_output(signature, measurement: Measurement, base: str) -> tuple:
+    """(output name, engine crop) of the exact valid part of `base`: its smallest `_cropN` output that is exact
+    and keeps tiles on the total-stride lattice, else `base` cropped by the engine."""
+    crops = {c: n for c, n in signature.crops_of(base).items() if c}
+    crop = measurement.crop_to_serve(crops)
+    size = min(measurement.tile_output)
+    if 2 * crop >= size:
+        raise EngineError(f"No exact valid part fits a {size} px tile: the model loses {measurement.exact_crop} px "
+                          f"on a side of each tile. Raise source 1's receptive field above "
+                          f"{int(2 * crop * measurement.output_pixel[0])}.", source_field(0, "rfield"))
+    return (crops[crop], 0) if crop in crops else (base, crop)
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    """Receptive field and valid part of one output: the graph's table and windows, and the measurement.
+
+    sizes: (w, h) per source in its own pixels; steps: (x, y) pixel size per source in source-1 pixels;
+    measurement: engine.analysis.measure's answer for that setup, the one inference uses.
+    """
+
+    model_dir: str
+    output_name: str
+    placeholders: tuple
+    sizes: tuple
+    steps: tuple
+    measurement: Measurement
+    crops: dict                     # {crop: output name}, 0 = the analysed output itself
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def theory(self) -> Theory | None:
+        """The graph's table and windows."""
+        return self.measurement.theory
+
+    @property
+    def probe(self) -> ProbeResult:
+        """The measured valid window of the analysed output."""
+        return self.measurement.probe
+
+    @property
+    def data(self) -> str:
+        """What the measurement ran on."""
+        return self.measurement.data
+
+    @property
+    def rfield(self) -> int:
+        """Receptive field of source 1 (its pixels): the given size."""
+        return self.sizes[0][0]
+
+    @property
+    def output_size(self) -> tuple:
+        """(w, h) of the analysed output for one receptive-field tile (output pixels)."""
+        return self.probe.tile_output
+
+    @property
+    def measured_window(self) -> tuple:
+        """Exact output pixels measured: ((x_first, x_end), (y_first, y_end))."""
+        return self.probe.valid_window
+
+    @property
+    def theory_window(self) -> tuple | None:
+        """Exact output pixels by the graph, or None when it could not be followed."""
+        geo = self.theory.outputs.get(self.output_name) if self.theory else None
+        return geo.window if geo else None
+
+    @property
+    def theory_lost(self) -> tuple | None:
+        """Pixels the graph says a tile border pollutes: (left, top, right, bottom)."""
+        return self.measurement.theory_lost
+
+    @property
+    def exact_crop(self) -> int:
+        """Smallest symmetric crop (output pixels a side) keeping only exact pixels: the larger of both answers."""
+        return self.measurement.exact_crop
+
+    @property
+    def total_stride(self) -> int:
+        """Measured total stride (source-1 pixels): tile origins must be multiples of it."""
+        return self.measurement.total_stride
+
+    @property
+    def output_pixel(self) -> Fraction:
+        """An output pixel in source-1 pixels."""
+        return Fraction(self.rfield, self.output_size[0])
+
+    def on_stride_lattice(self, crop: int) -> bool:
+        """Whether efield = output size - 2 crop keeps OTBTF's tiles on the total-stride lattice."""
+        return (2 * crop * self.output_pixel) % self.total_stride == 0
+
+    def recommended_crop(self, available=None) -> int:
+        """Smallest exact crop among `available` (default: the model's `_cropN` outputs) that leaves an
+        expression field on the stride lattice; else the exact crop rounded up to the lattice (the engine then
+        crops the raw output itself)."""
+        return self.measurement.crop_to_serve(self.crops if available is None else available)
+
+    @property
+    def recommended_output(self) -> str:
+        """The `_cropN` output to serve, or the analysed output when none is exact."""
+        crop = self.recommended_crop()
+        return self.crops.get(crop, self.output_name) if crop else self.output_name
+
+    @property
+    def efield(self) -> int:
+        """Expression field (output pixels) for the recommended crop: output size - 2 x crop (0: none fits)."""
+        return max(0, self.output_size[0] - 2 * self.recommended_crop())
+
+    @property
+    def disagreements(self) -> tuple:
+        """Where the textbook, the graph and the measurement differ, in sentences."""
+        out = []
+        lost, size = self.probe.lost, self.output_size[0]
+        theory_lost = self.theory_lost
+        if self.theory is not None and theory_lost is None:
+            out.append(f"The graph analysis could not follow {self.output_name} back to the inputs (see the ops "
+                       "not interpreted): the measurement alone sets the crop.")
+        elif theory_lost is not None and tuple(theory_lost) != tuple(lost):
+            why = ("the measurement found fewer polluted pixels: the weights or these data hide some of the "
+                   "border's influence, so the graph's larger crop is used"
+                   if all(t >= m for t, m in zip(theory_lost, lost)) else
+                   "the measurement found more polluted pixels than the graph explains: an op is read wrongly")
+            out.append(f"The graph says {self.output_name} loses {tuple(theory_lost)} px (left, top, right, "
+                       f"bottom) of a tile, the measurement {tuple(lost)}: {why}.")
+        if self.theory is not None and self.theory.stride and self.theory.stride != self.total_stride:
+            out.append(f"The graph's total stride is {self.theory.stride} px, the measured one "
+                       f"{self.total_stride} px.")
+        valid = size - lost[0] - lost[2]
+        half = (size - valid) / 2
+        if lost[0] != lost[2] or lost[1] != lost[3]:
+            (x0, x1), _ = self.measured_window
+            out.append(f"The textbook crop (x − valid)/2 = ({size} − {valid})/2 = {half:g} assumes a centred valid "
+                       f"part, but the window is [{x0}, {x1 - 1}] (asymmetric): a symmetric crop must be ≥ "
+                       f"{self.exact_crop}" + (f", so {ceil(half)} is not enough." if ceil(half) < self.exact_crop
+                                              else "."))
+        return tuple(out) + (self.theory.notes if self.theory else ())
+
+
+def _sizes_list(sizes, placeholders) -> list:
+    if isinstance(sizes, dict):
+        sizes = [sizes.get(p) for p in placeholders]
+    out = []
+    for size in sizes:
+        if not size:
+            out.append(None)
+        elif isinstance(size, (int, np.integer)):
+            out.append((int(size), int(size)))
+        else:
+            out.append((int(size[0]), int(size[1])))
+    return out
+
+
+def _setup(signature, sizes, rasters) -> tuple:
+    """Per model input: sizes (w, h), pixel steps (x, y) in lattice units, and the lattice (rasters only),
+    the rasters and notes, from the given sizes and optional rasters."""
+    placeholders = signature.input_names
+    count = len(placeholders)
+    sizes = _sizes_list(sizes, placeholders)
+    rasters = list(rasters or [])
+    notes = []
+    for index in range(count, max(len(sizes), len(rasters))):
+        if index < len(rasters) and rasters[index]:
+            raise EngineError(f"Source {index + 1} is given but the model has only {count} input(s): "
+                              f"{', '.join(placeholders)}.", source_field(index))
+        if index < len(sizes) and sizes[index]:
+            notes.append(f"Source {index + 1}'s size is ignored: the model has only {count} input(s).")
+    sizes = (sizes + [None] * count)[:count]
+    rasters = (rasters + [None] * count)[:count]
+    if any(rasters) and not all(rasters):
+        missing = rasters.index(None) + 1
+        raise EngineError(f"Give a raster for every model input or for none (source {missing} has none).",
+                          source_field(missing - 1))
+    if sizes[0] is None:
+        raise EngineError("Give source 1's size (its receptive field, in its pixels).", source_field(0, "rfield"))
+    lattice = None
+    if all(rasters):
+        infos = [raster_info(p, f"source {i + 1}", source_field(i)) for i, p in enumerate(rasters)]
+        lattice = build_lattice([i.grid for i in infos])
+        steps = [(ax.step, ay.step) for ax, ay in zip(lattice.sources_x, lattice.sources_y)]
+    else:
+        missing = [i + 1 for i, s in enumerate(sizes) if s is None]
+        if missing:
+            raise EngineError(f"The model has {count} inputs ({', '.join(placeholders)}): give source "
+                              f"{missing[0]}'s size.", source_field(missing[0] - 1, "rfield"))
+        grounds = [lcm(*(size[axis] for size in sizes)) for axis in (0, 1)]
+        steps = [tuple(grounds[axis] // size[axis] for axis in (0, 1)) for size in sizes]
+    for index in range(count):
+        if sizes[index] is None:
+            sizes[index] = tuple(scale_rfield(sizes[0][a], steps[0][a], steps[index][a]) for a in (0, 1))
+        if any(sizes[index][a] * steps[index][a] != sizes[0][a] * steps[0][a] for a in (0, 1)):
+            raise EngineError(f"Source {index + 1}'s size {sizes[index][0]} does not cover the ground of source "
+                              f"1's {sizes[0][0]} px with pixels {steps[index][0] / steps[0][0]:g} times source "
+                              f"1's.", source_field(index, "rfield"))
+    return sizes, steps, lattice, rasters, notes
+
+
+def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None = None,
+                  tolerance: float = 1e-5) -> ModelAnalysis:
+    """Theory and measurement of `output_name` (default: the first output that is not a `_cropN`).
+
+    sizes: per source (the model's inputs in alphabetical order, as OTBTF) an int or (w, h) in its own pixels,
+    or {placeholder: size}; a source's size may be None/0 when rasters are given (same ground as source 1).
+    rasters: optional path per source; their pixel-size ratios then apply (the measurement itself always runs
+    on random data, as inference's: the same setup gives the same answer, from one call).
+    """
+    signature = read_signature(model_dir)
+    wanted = output_name or signature.base_outputs()[0]
+    if signature.output(wanted) is None:
+        raise EngineError(f"Output {wanted!r} is not in the model's signature; its outputs are: "
+                          f"{', '.join(signature.output_names)}.", "output_names")
+    base = split_crop(wanted)[0]
+    base = base if signature.output(base) is not None else wanted
+    sizes, steps, lattice, rasters, notes = _setup(signature, sizes, rasters)
+    placeholders = signature.input_names
+    ratios = tuple(tuple(Fraction(s[a], steps[0][a]) for a in (0, 1)) for s in steps)
+    measurement = measure(SavedModel.load(model_dir), Setup(base, tuple(placeholders), tuple(sizes), ratios), tolerance)
+    return ModelAnalysis(model_dir, base, tuple(placeholders), tuple(sizes), ratios, measurement,
+                         signature.crops_of(base), tuple(notes))

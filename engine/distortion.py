@@ -19,11 +19,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import EngineError
-from .inference import OTBTF, InferenceRequest, Plan, run_inference, valid_part_output, warm_up
+from .errors import EngineError, source_field
+from .grid import scale_rfield
+from .inference import run_inference, warm_up
 from .metrics import SQUARED_ERROR_NODATA, ErrorSums, accumulate
-from .raster import OutputWriter
-from .model import OTBTF_CROPS, cropped_tensor_name, read_signature, split_crop
+from .model import read_signature, split_crop
+from .planning import Plan, plan_inference
+from .raster import gdal_session
+from .request import FULL, OTBTF, InferenceRequest
+from .sinks import GeoTiffSink
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,16 @@ class _Reference:
     """The sweep's exact reference as a float32 (height, width, bands) array memory-mapped from a temporary .npy
     file (the page cache holds it; a 16384 px scene does not need 6 GB of RAM). No-data pixels are NaN."""
 
-    def __init__(self, path: str, plan: Plan, bands: int):
+    def __init__(self, path: str):
+        self.path, self.plan, self.array = path, None, None
+        self.masked = False  # some pixel is no-data (NaN)
+
+    def open(self, plan: Plan) -> None:
+        """The array of the plan's output."""
         width, height = plan.size
         self.plan = plan
-        self.masked = False  # some pixel is no-data (NaN)
-        self.array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(height, width, bands))
+        self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32,
+                                               shape=(height, width, plan.bands))
 
     def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
         if mask is not None and mask.any():
@@ -102,7 +111,7 @@ def _offset(out, start: int, ref_out, ref_start: int, axis: str) -> int:
     delta = (out.offset + start * out.step) - (ref_out.offset + ref_start * ref_out.step)
     if out.step != ref_out.step or delta % out.step:
         raise EngineError(f"A crop's output grid is not on the reference's grid along {axis}; this is a bug, "
-                          "please report it with the rasters' geotransforms.", "CROPS")
+                          "please report it with the rasters' geotransforms.", "crops")
     return delta // out.step
 
 
@@ -111,9 +120,13 @@ class _CropComparison:
     reference) over the intersection of the two footprints; optionally writes the squared-error raster (sum over
     bands of d^2 per pixel, no-data -1) of that intersection."""
 
-    def __init__(self, reference: _Reference, plan: Plan, bands: int, tolerance: float, error_path: str | None):
-        ref_plan = reference.plan
-        self.reference, self.tolerance = reference, tolerance
+    def __init__(self, reference: _Reference, tolerance: float, error_path: str | None):
+        self.reference, self.tolerance, self.error_path = reference, tolerance, error_path
+        self.sums, self.bands, self.error = ErrorSums(), 0, None
+
+    def open(self, plan: Plan) -> None:
+        """Place this crop's output on the reference's grid; create the squared-error raster, if asked for."""
+        ref_plan = self.reference.plan
         self.dx = _offset(plan.out_x, plan.window[0], ref_plan.out_x, ref_plan.window[0], "x")
         self.dy = _offset(plan.out_y, plan.window[1], ref_plan.out_y, ref_plan.window[1], "y")
         width, height = plan.size
@@ -123,15 +136,14 @@ class _CropComparison:
                     min(height, ref_height - self.dy))
         if self.box[2] <= self.box[0] or self.box[3] <= self.box[1]:
             raise EngineError("A crop's output does not overlap the reference: nothing to compare; choose a larger "
-                              "extent.", "EXTENT")
-        self.sums, self.bands = ErrorSums(), bands
-        self.error = None
-        if error_path:
+                              "extent.", "extent")
+        self.bands = plan.bands
+        if self.error_path:
             gt = plan.geotransform
             origin = (gt[0] + self.box[0] * gt[1], gt[3] + self.box[1] * gt[5])
-            self.error = OutputWriter(error_path, self.box[2] - self.box[0], self.box[3] - self.box[1], 1,
-                                      (origin[0], gt[1], 0.0, origin[1], 0.0, gt[5]), plan.crs_wkt, "float32",
-                                      band_names=["squared error"])
+            self.error = GeoTiffSink(self.error_path, "float32", field="error_folder")
+            self.error.create(self.box[2] - self.box[0], self.box[3] - self.box[1], 1,
+                              (origin[0], gt[1], 0.0, origin[1], 0.0, gt[5]), plan.crs_wkt, ["squared error"])
 
     def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
         bx0, by0, bx1, by1 = self.box
@@ -188,16 +200,16 @@ def default_crops(model_dir: str, rfield: int, base: str | None = None) -> list:
     return sorted(set([0] + crops))
 
 
-def _reference(request: InferenceRequest, base: str) -> tuple:
-    """The exact valid part's (output, engine crop, probe, request): with the given receptive fields, or larger
-    ones when those leave no exact pixel (e.g. PAN 64: the sample loses 31 px per side). In Full mode with Auto
-    tiles the valid part does not depend on the receptive field, only on the crop being exact."""
+def _reference(request: InferenceRequest, base: str) -> Plan:
+    """The plan of the exact valid part: with the given receptive fields, or larger ones when those leave no exact
+    pixel (e.g. PAN 64: the sample loses 31 px per side). In Full mode with Auto tiles the valid part does not
+    depend on the receptive field, only on the crop being exact."""
     error = None
     for factor in (1, 2, 4):
         sources = tuple(replace(s, rfield=(s.rfield[0] * factor, s.rfield[1] * factor)) for s in request.sources)
-        larger = replace(request, sources=sources, output_names=(base,))
         try:
-            return (*valid_part_output(larger), larger)
+            return plan_inference(replace(request, sources=sources, output_names=(base,), valid_part=True,
+                                          extent_mode=FULL))
         except EngineError as exc:
             error = exc
     raise error
@@ -213,34 +225,30 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
     """
     say = log or (lambda text: None)
     if rfield < 1:
-        raise EngineError(f"The receptive field must be positive (got {rfield}).", "RFIELD")
+        raise EngineError(f"The receptive field must be positive (got {rfield}).", "rfield")
     crops = sorted(set(int(c) for c in crops))
     for crop in crops:
         if crop < 0 or rfield - 2 * crop < 1:
             raise EngineError(f"Crop {crop} leaves no expression field of a {rfield} px receptive field "
-                              f"(efield = rfield - 2 x crop); use crops below {(rfield + 1) // 2}.", "CROPS")
-    ratio = [s.rfield[0] / request.sources[0].rfield[0] for s in request.sources]
-    sources = tuple(replace(s, rfield=(max(1, round(rfield * r)),) * 2) for s, r in zip(request.sources, ratio))
+                              f"(efield = rfield - 2 x crop); use crops below {(rfield + 1) // 2}.", "crops")
+    first = request.sources[0].rfield[0]
+    sources = tuple(replace(s, rfield=(scale_rfield(rfield, s.rfield[0], first),) * 2) if s.rfield else s
+                    for s in request.sources)
     base_request = replace(request, sources=sources, efield=None, tile_size=None, crop=0)
     signature = read_signature(request.model_dir)
     base = split_crop(request.output_names[0])[0] if request.output_names else signature.base_outputs()[0]
     if signature.output(base) is None:
         raise EngineError(f"The distortion comparison needs the model's raw output {base!r} (or give its name).",
-                          "OUTPUT_NAMES")
+                          "output_names")
     steps = len(crops) + 1
-    with tempfile.TemporaryDirectory(prefix="seamless-distortion-", dir=work_folder) as folder:
-        reference_name, reference_crop, probe, reference_request = _reference(base_request, base)
+    with tempfile.TemporaryDirectory(prefix="seamless-distortion-", dir=work_folder) as folder, gdal_session():
+        reference_plan = _reference(base_request, base)
+        measured = reference_plan.measurement
+        reference_name, reference_crop = reference_plan.output_names[0], reference_plan.request.crop
         say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
-            + f", Full mode (exact: the model loses {probe.lost} px of a {probe.rfield[0]} px block).")
-        made = {}
-
-        def reference_sink(plan, bands, band_names):
-            made["reference"] = _Reference(os.path.join(folder, "reference.npy"), plan, bands)
-            return made["reference"]
-
-        run_inference(replace(reference_request, output_names=(reference_name,), crop=reference_crop), None,
-                      is_canceled=is_canceled, log_info=lambda text: None, sink=reference_sink)
-        reference = made["reference"]
+            + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px block).")
+        reference = _Reference(os.path.join(folder, "reference.npy"))
+        run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None, sink=reference)
         if progress:
             progress(1 / steps)
         rows = []
@@ -251,20 +259,16 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
             crop_request = replace(base_request, output_names=(name,), crop=engine_crop, extent_mode=OTBTF,
                                    efield=(efield, efield), tile_size=efield)
             error_path = os.path.join(error_folder, f"squared_error_crop{crop}.tif") if error_folder else None
-
-            def crop_sink(plan, bands, band_names, error_path=error_path):
-                made["crop"] = _CropComparison(reference, plan, bands, tolerance, error_path)
-                return made["crop"]
-
+            comparison = _CropComparison(reference, tolerance, error_path)
             warm_up(crop_request)
             started = time.perf_counter()
-            result = run_inference(crop_request, None, is_canceled=is_canceled, log_info=lambda text: None,
-                                   sink=crop_sink)
+            result = run_inference(crop_request, is_canceled=is_canceled, log_info=lambda text: None,
+                                   sink=comparison)
             seconds = time.perf_counter() - started
-            sums = made["crop"].sums
+            sums = comparison.sums
             if not sums.pixels:
                 raise EngineError(f"Crop {crop}: every pixel it shares with the reference is no-data; nothing to "
-                                  "compare.", "SOURCE1")
+                                  "compare.", source_field(0))
             width, height = result.plan.size
             rows.append(CropResult(crop, efield, name, engine_crop, sums.vector_rmse, sums.band_rmse, sums.mae,
                                    sums.max_abs, sums.above / sums.pixels, sums.pixels, (rfield / efield) ** 2,
@@ -274,9 +278,8 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
                 f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
             if progress:
                 progress((index + 2) / steps)
-        del reference, made  # unmap before the folder goes
+        del reference, comparison  # unmap before the folder goes
     return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows))
 
 
-__all__ = ["CropResult", "DistortionResult", "default_crops", "distortion_comparison", "OTBTF_CROPS",
-           "cropped_tensor_name"]
+__all__ = ["CropResult", "DistortionResult", "default_crops", "distortion_comparison"]

@@ -8,9 +8,9 @@ The y axis counts downwards (rows), so north-up rasters map onto the same arithm
 """
 
 from dataclasses import dataclass
-from math import ceil, floor, gcd
+from math import ceil, floor, gcd, lcm
 
-from .errors import EngineError
+from .errors import EngineError, source_field
 
 _TOLERANCE = 1e-6  # relative, on spacings and origins expressed in units
 
@@ -64,10 +64,10 @@ class Lattice:
     out_step_y: int
 
 
-def _as_int(value: float, what: str) -> int:
+def _as_int(value: float, what: str, field: str | None = None) -> int:
     nearest = round(value)
     if abs(value - nearest) > _TOLERANCE * max(1.0, abs(value)):
-        raise EngineError(what)
+        raise EngineError(what, field)
     return int(nearest)
 
 
@@ -86,30 +86,31 @@ def build_lattice(grids: list, spcscale: float = 1.0, names: list | None = None)
     fraction = 0 < spcscale < 1 and abs(1 / spcscale - round(1 / spcscale)) <= _TOLERANCE / spcscale
     if not (whole or fraction):
         raise EngineError(f"Output spacing scale {spcscale:g} must be a whole number (2: output pixels twice as "
-                          "large as source 1's) or its inverse (0.5, 0.25: smaller); use such a value.", "SPCSCALE")
+                          "large as source 1's) or its inverse (0.5, 0.25: smaller); use such a value.", "spcscale")
     ref = grids[0]
     out_sx, out_sy = ref.spacing_x * spcscale, ref.spacing_y * spcscale
     unit_x = _axis_unit([g.spacing_x for g in grids] + [out_sx])
     unit_y = _axis_unit([g.spacing_y for g in grids] + [out_sy])
     axes_x, axes_y = [], []
-    for grid, name in zip(grids, names):
+    for index, (grid, name) in enumerate(zip(grids, names)):
+        field = source_field(index)
         ratio_hint = (f"{name} has pixel size {grid.spacing_x:g} x {grid.spacing_y:g}, {names[0]} "
                       f"{ref.spacing_x:g} x {ref.spacing_y:g}: their ratio must be an integer (e.g. PAN 0.6 m "
                       f"with XS 2.4 m); resample {name} to a multiple of {names[0]}'s pixel size.")
-        step_x = _as_int(grid.spacing_x / unit_x, ratio_hint)
-        step_y = _as_int(grid.spacing_y / unit_y, ratio_hint)
+        step_x = _as_int(grid.spacing_x / unit_x, ratio_hint, field)
+        step_y = _as_int(grid.spacing_y / unit_y, ratio_hint, field)
         align_hint = (f"{name}'s pixel grid is not aligned with {names[0]}'s: its upper-left corner is "
                       f"({grid.origin_x - ref.origin_x:+g}, {ref.origin_y - grid.origin_y:+g}) map units away, "
                       f"not a whole number of {unit_x:g} x {unit_y:g} pixels; resample it onto "
                       f"{names[0]}'s grid (gdalwarp -tap or Align rasters).")
-        off_x = _as_int((grid.origin_x - ref.origin_x) / unit_x, align_hint)
-        off_y = _as_int((ref.origin_y - grid.origin_y) / unit_y, align_hint)
+        off_x = _as_int((grid.origin_x - ref.origin_x) / unit_x, align_hint, field)
+        off_y = _as_int((ref.origin_y - grid.origin_y) / unit_y, align_hint, field)
         axes_x.append(Axis(off_x, step_x, grid.width))
         axes_y.append(Axis(off_y, step_y, grid.height))
     scale_hint = (f"Output spacing scale {spcscale:g} gives output pixels of {out_sx:g} x {out_sy:g} map units, "
                   "not a whole number of the sources' common pixel; use a scale such as 1, 2, 4 or 0.25.")
     return Lattice(unit_x, unit_y, tuple(axes_x), tuple(axes_y),
-                   _as_int(out_sx / unit_x, scale_hint), _as_int(out_sy / unit_y, scale_hint))
+                   _as_int(out_sx / unit_x, scale_hint, "spcscale"), _as_int(out_sy / unit_y, scale_hint, "spcscale"))
 
 
 def check_overlap(sources: tuple, names: list, axis_name: str) -> None:
@@ -119,7 +120,7 @@ def check_overlap(sources: tuple, names: list, axis_name: str) -> None:
         if axis.end <= ref.offset or axis.offset >= ref.end:
             raise EngineError(f"{name} does not overlap {names[0]} ({axis_name} ranges "
                               f"[{axis.offset}, {axis.end}) and [{ref.offset}, {ref.end}) in pixels of "
-                              f"{names[0]}); choose rasters that cover the same area.", f"SOURCE{index}")
+                              f"{names[0]}); choose rasters that cover the same area.", source_field(index - 1))
 
 
 def full_axis(ref: Axis, out_step: int) -> Axis:
@@ -160,12 +161,12 @@ def otbtf_axis(sources: tuple, rfields: list, out_step: int, efield: int, names:
     if hi <= lo:
         raise EngineError(f"OTBTF mode: no output pixel has its whole receptive field inside every source "
                           f"along {axis_name}; the rasters are smaller than the receptive fields. Use the "
-                          f"Full extent mode (virtual padding), or smaller receptive fields.", "EXTENT_MODE")
+                          f"Full extent mode (virtual padding), or smaller receptive fields.", "extent_mode")
     ref_step = sources[0].step
     half = ref_step - out_step  # OTBTF places the origin with 0.5 x source-1 spacing, even when spcscale != 1
     if half % 2:
         raise EngineError("OTBTF mode: with this spacing scale the OTBTF origin falls between output pixels; "
-                          "use the Full extent mode.", "EXTENT_MODE")
+                          "use the Full extent mode.", "extent_mode")
     corner = lo + half // 2
     size = (hi - lo) // out_step
     corner -= out_step * (efield // 2)
@@ -174,7 +175,7 @@ def otbtf_axis(sources: tuple, rfields: list, out_step: int, efield: int, names:
         raise EngineError(f"OTBTF mode: the expression field ({efield} px) is larger than the output "
                           f"({size} px along {axis_name}): TensorflowModelServe would stop with \"Output grid size "
                           f"is larger than output image size\". Use the Full extent mode or a smaller "
-                          f"expression field.", "EFIELD")
+                          f"expression field.", "efield")
     return Axis(corner, out_step, size - size % efield)
 
 
@@ -189,13 +190,13 @@ def input_window(out: Axis, start: int, length: int, src: Axis, rfield: int, efi
     if lo % src.step or span % src.step:
         raise EngineError(f"Output block [{start}, {start + length}) along {axis_name} does not start and end on "
                           f"{name}'s pixel grid; use tile sizes that are multiples of the source's pixel ratio.",
-                          "TILE_SIZE")
+                          "tile_size")
     to_pad = rfield - val_to_pad(efield, out.step, src.step)
     if to_pad < 0:
         raise EngineError(f"The receptive field of {name} ({rfield} px) is smaller than what the expression "
                           f"field ({efield} output px) covers in {name} ({val_to_pad(efield, out.step, src.step)} "
                           f"px): TensorflowModelServe would stop with \"The input requested region of source is not "
-                          f"consistent\". Raise the receptive field or lower the expression field.", "EFIELD")
+                          f"consistent\". Raise the receptive field or lower the expression field.", "efield")
     before, _ = pad_split(to_pad)
     return lo // src.step - before, span // src.step + to_pad
 
@@ -210,8 +211,8 @@ def tile_lattice(out: Axis, sources: tuple, rfields: list, efield: int, stride: 
     ref = sources[0]
     step = 1
     for src in sources:
-        step = _lcm(step, src.step // gcd(src.step, out.step))
-    step = _lcm(step, (ref.step * stride) // gcd(ref.step * stride, out.step))
+        step = lcm(step, src.step // gcd(src.step, out.step))
+    step = lcm(step, (ref.step * stride) // gcd(ref.step * stride, out.step))
     before = pad_split(rfields[0] - val_to_pad(efield, out.step, ref.step))[0]
     for phase in range(stride):
         for base in range(step):
@@ -221,11 +222,7 @@ def tile_lattice(out: Axis, sources: tuple, rfields: list, efield: int, stride: 
             if ((lo - ref.offset) // ref.step - before - phase) % stride == 0:
                 return base, step
     raise EngineError("The sources' grids admit no common tile origin; resample them onto source 1's grid.",
-                      "SOURCE2")
-
-
-def _lcm(a: int, b: int) -> int:
-    return a * b // gcd(a, b)
+                      source_field(1))
 
 
 def tile_starts(first: int, end: int, base: int, tile: int) -> list:
@@ -237,3 +234,9 @@ def tile_starts(first: int, end: int, base: int, tile: int) -> list:
         starts.append(start)
         start += tile
     return starts
+
+
+def scale_rfield(rfield: int, numerator: int, denominator: int) -> int:
+    """A receptive field carried to another source: rfield x numerator / denominator, rounded up so that it
+    covers at least the same ground (the one rule: PAN 128 at pixel 1 gives XS 32 at pixel 4)."""
+    return max(1, -(-rfield * numerator // denominator))

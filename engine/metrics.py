@@ -18,9 +18,11 @@ import numpy as np
 
 from .errors import Cancelled, EngineError
 from .grid import build_lattice
-from .raster import OutputWriter, open_raster, raster_info, same_crs
+from .dependencies import import_pyotb
+from .raster import gdal_session, open_raster, raster_info, same_crs
+from .sinks import GeoTiffSink
 
-REFERENCE, IMAGE = "REFERENCE", "IMAGE"  # the parameters errors name
+REFERENCE, IMAGE = "reference", "image"  # the fields errors name
 AUTO, NUMPY, OTB = "auto", "numpy", "otb"
 METHODS = (AUTO, NUMPY, OTB)
 METHOD_TEXT = {NUMPY: "numpy, streaming blocks of rows",
@@ -158,12 +160,12 @@ def _select_bands(ref_count: int, img_count: int, bands: list | None) -> tuple:
     if bands is None:
         if ref_count != img_count:
             raise EngineError(f"The reference has {ref_count} band(s) and the image {img_count}; choose the bands "
-                              "to compare (the same numbers in both).", "BANDS")
+                              "to compare (the same numbers in both).", "bands")
         return tuple(range(1, ref_count + 1))
     bands = tuple(int(b) for b in bands)
     if not bands or any(b < 1 or b > min(ref_count, img_count) for b in bands):
         raise EngineError(f"Bands {list(bands)} do not all exist: the reference has {ref_count} band(s), the image "
-                          f"{img_count}.", "BANDS")
+                          f"{img_count}.", "bands")
     return bands
 
 
@@ -196,7 +198,14 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
     numbers (relative 1e-7). progress(fraction), is_canceled() -> bool; a cancel raises Cancelled and leaves no file.
     """
     if method not in METHODS:
-        raise EngineError(f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}.", "METHOD")
+        raise EngineError(f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}.", "method")
+    with gdal_session():
+        return _compare(reference, image, squared_error_path, bands, progress, is_canceled, block_rows, tolerance,
+                        method)
+
+
+def _compare(reference, image, squared_error_path, bands, progress, is_canceled, block_rows, tolerance,
+             method) -> Comparison:
     ref_info = raster_info(reference, "Reference", REFERENCE)
     img_info = raster_info(image, "Image", IMAGE)
     window_ref, window_img = _intersection(ref_info, img_info)
@@ -218,7 +227,7 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
             return result
         except _Unsuitable as exc:
             if method == OTB:
-                raise EngineError(f"The OTB comparison cannot run: {exc}; use the numpy method.", "METHOD") from exc
+                raise EngineError(f"The OTB comparison cannot run: {exc}; use the numpy method.", "method") from exc
     x, y, width, height = window_ref
     xi, yi = window_img[:2]
     g = ref_info.grid
@@ -228,8 +237,9 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
     sums, skipped, writer = ErrorSums(), 0, None
     try:
         if squared_error_path:
-            writer = OutputWriter(squared_error_path, width, height, 1, geotransform, ref_info.crs_wkt, "float32",
-                                  SQUARED_ERROR_NODATA if nodata != (None, None) else None, ["squared error"])
+            writer = GeoTiffSink(squared_error_path, "float32", field="squared_error_path")
+            writer.create(width, height, 1, geotransform, ref_info.crs_wkt, ["squared error"],
+                          SQUARED_ERROR_NODATA if nodata != (None, None) else None)
         for top in range(0, height, rows):
             h = min(rows, height - top)
             for left in range(0, width, cols):
@@ -251,11 +261,9 @@ def compare_rasters(reference: str, image: str, squared_error_path: str | None =
             raise EngineError("Every pixel of the intersection is no-data in the reference or the image: nothing "
                               "to compare.", IMAGE)
         path = writer.commit() if writer else None
-    except BaseException as exc:
+    except BaseException:
         if writer:
             writer.abort()
-        if isinstance(exc, EngineError) and exc.parameter == "OUTPUT":
-            raise EngineError(str(exc), "SQUARED_ERROR") from exc
         raise
     return Comparison(reference, image, bands, sums.vector_rmse, sums.band_rmse, sums.mae, sums.max_abs,
                       sums.max_squared, sums.pixels, skipped, window_ref, window_img, nodata, path, sums.above)
@@ -271,8 +279,6 @@ def _otb_choice(nodata: tuple, squared_error_path) -> tuple:
         return None, "no-data values are declared, and OTB's statistics would count those pixels"
     if squared_error_path:
         return None, "the squared-error raster is written by the numpy path"
-    from .otbtf_backend import import_pyotb  # noqa: PLC0415 (pyotb only when asked for)
-
     pyotb, reason = import_pyotb()
     return pyotb, None if pyotb is not None else reason
 

@@ -4,6 +4,7 @@ Keras 2 exports name outputs after layers, Keras 3 after the outputs dict's keys
 so nothing here guesses a name: the signature is the truth, as for OTBTF's TensorflowModelServe.
 """
 
+import hashlib
 import os
 import re
 import threading
@@ -86,6 +87,14 @@ class ModelSignature:
                 crops[crop if name != base else 0] = name
         return dict(sorted(crops.items()))
 
+    def band_names(self, output_names) -> list:
+        """One name per output band: `name` for a one-band output, `name[c]` for each channel of the others."""
+        names = []
+        for name in output_names:
+            count = self.output(name).channels or 1
+            names += [name] if count == 1 else [f"{name}[{c}]" for c in range(count)]
+        return names
+
     def base_outputs(self) -> list:
         """Output names that are not `_cropN` variants of another output."""
         names = set(self.output_names)
@@ -103,15 +112,15 @@ def check_model_dir(model_dir: str) -> None:
     """Refuse what is not a SavedModel folder, with the reason and the fix."""
     if not model_dir:
         raise EngineError("No model folder given; choose the SavedModel folder (the one holding "
-                          "saved_model.pb).", "MODEL")
+                          "saved_model.pb).", "model_dir")
     if os.path.isfile(model_dir) and model_dir.endswith((".keras", ".h5", ".hdf5")):
         raise EngineError(f"{model_dir!r} is a Keras model file, not a SavedModel folder; export it with "
-                          "model.export('folder') (Keras 3) or model.save('folder') (Keras 2).", "MODEL")
+                          "model.export('folder') (Keras 3) or model.save('folder') (Keras 2).", "model_dir")
     if not os.path.isdir(model_dir):
-        raise EngineError(f"The model folder {model_dir!r} does not exist.", "MODEL")
+        raise EngineError(f"The model folder {model_dir!r} does not exist.", "model_dir")
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise EngineError(f"{model_dir!r} is not a SavedModel folder: it has no saved_model.pb. Choose the "
-                          "folder that model.export() or tf.saved_model.save() wrote.", "MODEL")
+                          "folder that model.export() or tf.saved_model.save() wrote.", "model_dir")
 
 
 def _tensor_info(name, proto, tf):
@@ -133,16 +142,16 @@ def read_signature(model_dir: str, tag: str = SERVE_TAG) -> ModelSignature:
         try:
             proto.ParseFromString(handle.read())
         except Exception as exc:
-            raise EngineError(f"{model_dir!r}: saved_model.pb cannot be parsed ({exc}).", "MODEL") from exc
+            raise EngineError(f"{model_dir!r}: saved_model.pb cannot be parsed ({exc}).", "model_dir") from exc
     graphs = [g for g in proto.meta_graphs if tag in g.meta_info_def.tags]
     if not graphs:
         tags = sorted({t for g in proto.meta_graphs for t in g.meta_info_def.tags})
         raise EngineError(f"The SavedModel in {model_dir!r} has no '{tag}' tag set (it has: "
-                          f"{', '.join(tags) or 'none'}); export it for serving.", "MODEL")
+                          f"{', '.join(tags) or 'none'}); export it for serving.", "model_dir")
     signatures = {k: v for k, v in graphs[0].signature_def.items() if not k.startswith("__")}
     if not signatures:
         raise EngineError(f"The SavedModel in {model_dir!r} has no signature; export it with a serving "
-                          "signature (model.export() or tf.saved_model.save(..., signatures=...)).", "MODEL")
+                          "signature (model.export() or tf.saved_model.save(..., signatures=...)).", "model_dir")
     key = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in signatures else sorted(signatures)[0]
     sig = signatures[key]
     inputs = tuple(_tensor_info(k, v, tf) for k, v in sorted(sig.inputs.items()))
@@ -156,10 +165,12 @@ class SavedModel:
     _cache: dict = {}
     _lock = threading.Lock()
 
-    def __init__(self, signature: ModelSignature, function, device: str):
+    def __init__(self, signature: ModelSignature, function, device: str, fingerprint: str = ""):
         self.signature = signature
         self.function = function
         self.device = device
+        self.fingerprint = fingerprint
+        self.measurements = {}  # engine.analysis.measure's cache: this model's measurements, by setup
         self._runners = {}
         self._shapes = set()  # (outputs, input shapes) already run: oneDNN has built their kernels
 
@@ -199,12 +210,12 @@ class SavedModel:
             try:
                 loaded = tf.saved_model.load(model_dir, tags=[SERVE_TAG])
             except Exception as exc:
-                raise EngineError(f"TensorFlow cannot load the SavedModel in {model_dir!r}: {exc}", "MODEL") from exc
+                raise EngineError(f"TensorFlow cannot load the SavedModel in {model_dir!r}: {exc}", "model_dir") from exc
             function = loaded.signatures[signature.key]
             function._keep_alive = loaded  # the concrete function does not own the loaded object
             gpus = tf.config.list_physical_devices("GPU")
             device = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU"
-            model = cls(signature, function, device)
+            model = cls(signature, function, device, fingerprint(model_dir))
             cls._cache.clear()  # keep one model: they can be large
             cls._cache[stamp] = model
             return model
@@ -225,7 +236,7 @@ class SavedModel:
             raise EngineError(f"The model failed on input tensors {shapes} (TensorFlow: {_first_line(exc)}). "
                               "Check the receptive fields: a strided network needs input sizes that are "
                               "multiples of its total stride (Model analysis measures it; 16 for the sample), "
-                              "and the placeholders.", "SOURCE1_RFIELD") from exc
+                              "and the placeholders.", "sources[0].rfield") from exc
         out = {}
         for name, key in zip(output_names, keys):
             value = np.asarray(results[key])
@@ -235,6 +246,17 @@ class SavedModel:
                 value = value[:, np.newaxis, np.newaxis, :]
             out[name] = value.astype(np.float32, copy=False)
         return out
+
+
+def fingerprint(model_dir: str) -> str:
+    """A digest of the SavedModel's graph and variable index: equal digests, equal models (whatever the folder)."""
+    digest = hashlib.sha256()
+    for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,7 +1,10 @@
-"""GDAL raster I/O: reading windows with virtual padding, and writing outputs safely (temporary name, rename)."""
+"""GDAL raster input: opening and describing rasters, reading windows with virtual padding; GDAL's settings.
+
+GDAL's exception mode and block cache are process-wide and shared with QGIS and its other plugins: the engine
+sets them only for the duration of a run (`gdal_session`), never at import."""
 
 import os
-import uuid
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -10,14 +13,10 @@ from osgeo import gdal, osr
 
 from .errors import EngineError
 from .grid import RasterGrid
-
-gdal.UseExceptions()
-
-MIRROR, ZEROS = "mirror", "zeros"
+from .request import MIRROR, ZEROS
 
 AUTO, ZSTD, DEFLATE, NONE = "auto", "zstd", "deflate", "none"
 COMPRESSIONS = (AUTO, ZSTD, DEFLATE, NONE)
-FLUSH_BYTES = 32 << 20  # OutputWriter.flush writes to the file after this much
 
 DATA_TYPES = {
     "float32": gdal.GDT_Float32, "float64": gdal.GDT_Float64, "uint8": gdal.GDT_Byte,
@@ -36,23 +35,50 @@ class RasterInfo:
     nodata: float | None
 
 
-def open_raster(path: str, name: str, parameter: str | None = None):
-    """Open a raster read-only, or raise an EngineError that names the parameter."""
-    if not path or not os.path.exists(path):
-        raise EngineError(f"{name}: raster file not found: {path!r}.", parameter)
+_session_lock = threading.Lock()
+_session = {"depth": 0, "exceptions": False, "cache": 0}
+
+
+@contextmanager
+def gdal_session(cache_bytes: int | None = None):
+    """GDAL raises exceptions (and, with `cache_bytes`, its block cache is capped) inside this block only; the
+    previous settings come back when the outermost block ends. Nested and concurrent blocks share one session."""
+    with _session_lock:
+        if _session["depth"] == 0:
+            _session["exceptions"], _session["cache"] = bool(gdal.GetUseExceptions()), gdal.GetCacheMax()
+            gdal.UseExceptions()
+        _session["depth"] += 1
+        if cache_bytes is not None:
+            gdal.SetCacheMax(min(gdal.GetCacheMax(), cache_bytes))
     try:
-        return gdal.Open(path, gdal.GA_ReadOnly)
-    except RuntimeError as exc:
-        raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({exc}).", parameter) from exc
+        yield
+    finally:
+        with _session_lock:
+            _session["depth"] -= 1
+            if _session["depth"] == 0:
+                gdal.SetCacheMax(_session["cache"])
+                if not _session["exceptions"]:
+                    gdal.DontUseExceptions()
 
 
-def raster_info(path: str, name: str, parameter: str | None = None) -> RasterInfo:
+def open_raster(path: str, name: str, field: str | None = None):
+    """Open a raster read-only, or raise an EngineError that names the request field."""
+    if not path or not os.path.exists(path):
+        raise EngineError(f"{name}: raster file not found: {path!r}.", field)
+    with gdal_session():
+        try:
+            return gdal.Open(path, gdal.GA_ReadOnly)
+        except RuntimeError as exc:
+            raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({exc}).", field) from exc
+
+
+def raster_info(path: str, name: str, field: str | None = None) -> RasterInfo:
     """Read the grid, band count, CRS and nodata of a raster file."""
-    ds = open_raster(path, name, parameter)
+    ds = open_raster(path, name, field)
     try:
         grid = RasterGrid.from_geotransform(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, name)
     except EngineError as exc:
-        raise EngineError(str(exc), parameter) from exc
+        raise EngineError(str(exc), field) from exc
     return RasterInfo(path, grid, ds.RasterCount, ds.GetProjection(), ds.GetRasterBand(1).GetNoDataValue())
 
 
@@ -62,17 +88,6 @@ def same_crs(wkt_a: str, wkt_b: str) -> bool:
         return wkt_a == wkt_b
     a, b = osr.SpatialReference(wkt=wkt_a), osr.SpatialReference(wkt=wkt_b)
     return bool(a.IsSame(b))
-
-
-@contextmanager
-def gdal_cache_limit(limit: int):
-    """Cap GDAL's global block cache at `limit` bytes for a while (never raise it), then restore it."""
-    previous = gdal.GetCacheMax()
-    gdal.SetCacheMax(min(previous, limit))
-    try:
-        yield
-    finally:
-        gdal.SetCacheMax(previous)
 
 
 def mirror_index(index: np.ndarray, size: int) -> np.ndarray:
@@ -137,7 +152,7 @@ def creation_options(compression: str, data_type: str) -> list:
     for 2.6 times the write time (13.6 vs 35.7 Mpx/s on 6 bands), which would halve the pipeline's speed."""
     if compression not in COMPRESSIONS:
         raise EngineError(f"Unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}.",
-                          "COMPRESSION")
+                          "compression")
     if compression == AUTO:
         compression = NONE if data_type.startswith("float") else ZSTD
     if compression == ZSTD:
@@ -145,97 +160,3 @@ def creation_options(compression: str, data_type: str) -> list:
     if compression == DEFLATE:
         return ["COMPRESS=DEFLATE", "PREDICTOR=3" if data_type.startswith("float") else "PREDICTOR=2"]
     return []
-
-
-class OutputWriter:
-    """A tiled, compressed GeoTIFF written under a temporary name and renamed only by `commit()`.
-
-    A crash or a cancel therefore never leaves a file that looks complete under the requested name.
-    """
-
-    def __init__(self, path: str, width: int, height: int, bands: int, geotransform, crs_wkt: str,
-                 data_type: str = "float32", nodata: float | None = None, band_names: list | None = None,
-                 compression: str = AUTO):
-        if data_type not in DATA_TYPES:
-            raise EngineError(f"Unknown output data type {data_type!r}; choose one of {', '.join(DATA_TYPES)}.",
-                              "DATA_TYPE")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise EngineError(f"The output folder {folder!r} does not exist; create it or choose another path.",
-                              "OUTPUT")
-        if not os.access(folder, os.W_OK):
-            raise EngineError(f"The output folder {folder!r} is not writable; choose another path.", "OUTPUT")
-        self.path = path
-        self.temp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
-        self.numpy_type = np.dtype(data_type)
-        self._pending = 0  # bytes written since the last flush
-        options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
-        options += creation_options(compression, data_type)
-        driver = gdal.GetDriverByName("GTiff")
-        try:
-            self.dataset = driver.Create(self.temp_path, width, height, bands, DATA_TYPES[data_type], options)
-        except RuntimeError as exc:
-            raise EngineError(f"Cannot create the output {path!r}: {exc}", "OUTPUT") from exc
-        self.nodata = nodata
-        self.dataset.SetGeoTransform(geotransform)
-        if crs_wkt:
-            self.dataset.SetProjection(crs_wkt)
-        for index in range(bands):
-            band = self.dataset.GetRasterBand(index + 1)
-            if nodata is not None:
-                band.SetNoDataValue(nodata)
-            if band_names:
-                band.SetDescription(band_names[index])
-
-    def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer.
-        `mask` (True over no-data) is not needed here: those pixels already hold the no-data value."""
-        data = np.ascontiguousarray(block, dtype=self.numpy_type)
-        self._pending += data.nbytes
-        size = data.itemsize
-        try:
-            height, width, bands = data.shape
-            self.dataset.WriteRaster(x0, y0, width, height, data, buf_type=DATA_TYPES[str(self.numpy_type)],
-                                     buf_pixel_space=size * bands, buf_line_space=size * bands * width,
-                                     buf_band_space=size)
-        except RuntimeError as exc:
-            raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
-                              "OUTPUT") from exc
-
-    def declare_nodata(self, value: float) -> None:
-        """Mark `value` as the bands' no-data value (once some pixels were filled with it)."""
-        if self.nodata != value:
-            self.nodata = value
-            for index in range(self.dataset.RasterCount):
-                self.dataset.GetRasterBand(index + 1).SetNoDataValue(value)
-
-    def flush(self) -> None:
-        """Write the cached blocks to the file once 32 MB were written since the last time: a flush writes
-        whole GeoTIFF blocks, so flushing after every 64 px tile rewrote each 1.5 MB block 16 times."""
-        if self._pending < FLUSH_BYTES:
-            return
-        self._pending = 0
-        try:
-            self.dataset.FlushCache()
-        except RuntimeError as exc:
-            raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
-                              "OUTPUT") from exc
-
-    def commit(self) -> str:
-        """Flush, close and move the finished file to its final name."""
-        try:
-            self.dataset.FlushCache()
-            self.dataset = None
-            os.replace(self.temp_path, self.path)
-        except (RuntimeError, OSError) as exc:
-            self.abort()
-            raise EngineError(f"Finishing the output {self.path!r} failed ({exc}); is the disk full?",
-                              "OUTPUT") from exc
-        return self.path
-
-    def abort(self) -> None:
-        """Drop the temporary file; the final name is left untouched."""
-        self.dataset = None
-        for candidate in (self.temp_path, self.temp_path + ".aux.xml"):
-            if os.path.exists(candidate):
-                os.remove(candidate)

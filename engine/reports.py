@@ -1,10 +1,16 @@
-"""HTML reports with embedded plots (matplotlib, Agg): readable in QGIS's Results Viewer and in a browser."""
+"""Every HTML report of the engine: model analysis, distortion comparison (with a matplotlib plot, Agg).
+
+Readable in QGIS's Results Viewer and in a browser; plots are embedded as base64 PNGs.
+"""
 
 import base64
 import html
 import io
 
+from .analysis import ModelAnalysis
 from .distortion import DistortionResult
+from .graph import px, span_text
+from .model import split_crop
 
 
 def png_base64(figure) -> str:
@@ -63,3 +69,79 @@ Theoretical cost: (R / (R - 2c))&sup2; pixels computed per output pixel.</p>
 <p>The smallest crop whose RMSE is at the level of floating-point noise is the exact valid part; smaller crops
 are cheaper but keep pixels polluted by the zero padding at block borders (blocking artifacts).</p>
 </body></html>"""
+
+
+def table(rows, header=None) -> str:
+    cells = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table border='1' cellspacing='0' cellpadding='3'>{cells}{body}</table>"
+
+
+FORMULAS = """
+<ul>
+<li>Convolution and pooling, kernel k (dilated: (k − 1)·d + 1), stride s, on x valid pixels:
+ <b>⌊(x − k)/s⌋ + 1</b> valid pixels.</li>
+<li>Transposed convolution, TF "same": <b>s·x + s − k</b>. otbtf's tutorial writes x·s − k + 2, which is exact
+ only for s = 2.</li>
+<li>Element-wise ops on several maps (skip sums, concatenation): the valid window is the <b>intersection</b> of
+ the operands' windows, not only the smaller length.</li>
+<li>Cropping (<code>&lt;name&gt;_cropN</code>, slices): the window shifts by the crop; padding adds pixels that
+ are not exact; a resize maps each output pixel to the input pixels it interpolates.</li>
+<li>The valid window itself comes from each op's exact index map: an output pixel is exact when every input
+ pixel it reads is exact. TF "same" padding puts the odd padding pixel after the data, hence windows that are
+ not centred.</li>
+<li>Recommended: receptive field rf = source 1's size, crop c = the smallest <code>_cropN</code> output ≥ the
+ exact crop whose expression field <b>efield = rf − 2c</b> keeps tiles on the total-stride lattice.</li>
+</ul>
+"""
+
+
+def analysis_html(analysis: ModelAnalysis) -> str:
+    """An HTML page for QGIS's Results Viewer (or a browser)."""
+    a = analysis
+    crop, lost = a.recommended_crop(), a.probe.lost
+    sources = ", ".join(f"{p} {px(s)} px (pixel = {st[0]} source-1 px)"
+                        for p, s, st in zip(a.placeholders, a.sizes, a.steps))
+    recommendation = [("Receptive field (source 1, rf)", f"{a.rfield} px"),
+                      ("Output to serve", a.recommended_output),
+                      ("Crop (output pixels a side)", crop if crop in a.crops else f"{crop} (engine crop of "
+                                                                                   f"{a.output_name})"),
+                      ("Expression field (efield = rf − 2 × crop)", f"{a.efield} px"),
+                      ("Total stride (tile origins on multiples of it)", f"{a.total_stride} px")]
+    measured = [("Output size for one tile", px(a.output_size)),
+                ("Pixels lost (left, top, right, bottom)", ", ".join(map(str, lost))),
+                ("Valid window", span_text(a.measured_window)),
+                ("Exact crop (smallest symmetric crop)", a.probe.exact_crop),
+                ("Measured on", a.data)]
+    parts = [f"<h2>Model analysis: receptive field and valid part</h2><p>Model <code>{html.escape(a.model_dir)}"
+             f"</code>; sources {html.escape(sources)}; output analysed: <b>{html.escape(a.output_name)}</b>.</p>",
+             "<h3>Recommendation</h3>", table(recommendation)]
+    if a.efield == 0:
+        parts.append(f"<p><b>No exact valid part fits a {a.rfield} px receptive field</b>: raise source 1's size "
+                     f"above {2 * crop * a.output_pixel} px.</p>")
+    parts += ["<h3>Valid window, measured</h3>", table(measured)]
+    if a.theory is not None and a.theory.layers:
+        rows = [(layer.name, layer.operation, px(layer.kernel) if layer.kernel else "–",
+                 px(layer.stride) if layer.stride else "–", px(layer.size), px(layer.valid),
+                 span_text(layer.window), layer.formula) for layer in a.theory.layers]
+        parts += ["<h3>Valid sizes, from the graph</h3>",
+                  table(rows, ("layer", "operation", "kernel", "stride", "output size", "valid output size",
+                                "valid window", "formula (textbook)"))]
+        outs = [(name, px(geo.size), px((geo.x.valid, geo.y.valid)), span_text(geo.window),
+                 "empty" if 0 in geo.size else "yes" if (geo.x.valid, geo.y.valid) == geo.size else "no")
+                if geo else (name, "?", "?", "?", "?")
+                for name, geo in sorted(a.theory.outputs.items(), key=lambda item: split_crop(item[0]))]
+        parts += ["<h3>Outputs, from the graph</h3>",
+                  table(outs, ("output", "size", "valid size", "valid window", "exact"))]
+    disagreements = a.disagreements
+    if disagreements:
+        parts += ["<h3>Theory and measurement</h3><ul>"] + [f"<li>{html.escape(d)}</li>" for d in disagreements]
+        parts.append("</ul>")
+    if a.theory is not None and a.theory.issues:
+        parts += ["<h3>Not interpreted (the measurement stands alone there)</h3><ul>"]
+        parts += [f"<li>{html.escape(i)}</li>" for i in a.theory.issues] + ["</ul>"]
+    if a.notes:
+        parts += ["<h3>Notes</h3><ul>"] + [f"<li>{html.escape(n)}</li>" for n in a.notes] + ["</ul>"]
+    parts += ["<h3>Formulas</h3>", FORMULAS]
+    return "<html><head><meta charset='utf-8'><title>Model analysis</title></head><body>" + "".join(parts) + \
+        "</body></html>"

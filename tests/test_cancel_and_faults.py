@@ -48,7 +48,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
 try:
     run_inference(request, sys.argv[1])
 except EngineError as error:
-    print("ERROR", error.parameter, error)
+    print("ERROR", error.field, error)
 """
 
 
@@ -56,6 +56,6 @@ def test_disk_full_mid_run_reports_it_and_leaves_no_file(tmp_path):
     """The 6 MB output cannot fit under a 2 MB file-size limit (set in a child process)."""
     run = subprocess.run([sys.executable, "-c", DISK_FULL, str(tmp_path / "out.tif")], capture_output=True,
                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
-    assert "ERROR OUTPUT" in run.stdout, run.stdout + run.stderr[-2000:]
+    assert "ERROR output_path" in run.stdout, run.stdout + run.stderr[-2000:]
     assert "is the disk full?" in run.stdout
     assert os.listdir(tmp_path) == []

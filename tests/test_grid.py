@@ -77,7 +77,7 @@ def test_otbtf_mode_explains_why_an_image_smaller_than_the_rfield_gives_nothing(
     lattice = g.build_lattice([small])
     with pytest.raises(EngineError, match="smaller than the receptive fields") as error:
         g.otbtf_axis(lattice.sources_x, [128], 1, 64, ["pan"], "x")
-    assert error.value.parameter == "EXTENT_MODE"
+    assert error.value.field == "extent_mode"
 
 
 def test_mirror_padding_reflects_without_repeating_the_edge():

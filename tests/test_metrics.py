@@ -163,7 +163,7 @@ def test_all_nodata_intersection_is_an_error_and_leaves_no_file(tmp_path):
     image = write_raster(tmp_path / "img.tif", data + 1)
     with pytest.raises(EngineError, match="no-data") as error:
         compare_rasters(reference, image, str(tmp_path / "squared.tif"))
-    assert error.value.parameter == "IMAGE"
+    assert error.value.field == "image"
     assert sorted(os.listdir(tmp_path)) == ["img.tif", "ref.tif"]
 
 
@@ -179,7 +179,7 @@ def test_grids_that_cannot_be_compared_name_image(tmp_path, col, spacing, wkt, m
     image = write_raster(tmp_path / "img.tif", data[:, :100, :100], col, 0.0, spacing, wkt)
     with pytest.raises(EngineError, match=message) as error:
         compare_rasters(reference, image, str(tmp_path / "squared.tif"))
-    assert error.value.parameter == "IMAGE"
+    assert error.value.field == "image"
     assert not (tmp_path / "squared.tif").exists()
 
 
@@ -188,7 +188,7 @@ def test_different_band_counts_need_a_band_selection(tmp_path):
     ref_path, img_path = write_raster(tmp_path / "ref.tif", reference), write_raster(tmp_path / "img.tif", image)
     with pytest.raises(EngineError, match="3 band") as error:
         compare_rasters(ref_path, img_path)
-    assert error.value.parameter == "BANDS"
+    assert error.value.field == "bands"
     with pytest.raises(EngineError, match="do not all exist"):
         compare_rasters(ref_path, img_path, bands=[3])
     result = compare_rasters(ref_path, img_path, bands=[2])

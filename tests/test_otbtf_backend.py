@@ -1,6 +1,7 @@
 """OTBTF through pyotb: the seed's two scripts as keyword arguments, the backend choice, and the OTB comparison.
 
-Here pyotb is installed but OTB is not importable in the test process: Auto must pick TensorFlow and say why.
+Here pyotb is installed but OTB is not importable in the test process: Auto must pick TensorFlow quietly (the
+OTB diagnosis is for whoever chose OTBTF).
 OTB's Python bindings without OTBTF (`make otb`, .build/otb) are used in a child process with `.build/otb/env.sh`
 sourced, which keeps this process free of OTB: there pyotb has ExtractROI, BandMathX and ComputeImagesStatistics
 but no TensorflowModelServe. The OTBTF-vs-TensorFlow pixel test runs only where OTBTF is installed.
@@ -18,9 +19,11 @@ from conftest import MODEL, PAN, PLUGINS, ROOT, XS, seed_sources
 from osgeo import gdal
 
 from seamless_inference.engine import FULL, OTBTF, EngineError, InferenceRequest, plan_inference, run_inference
-from seamless_inference.engine import otbtf_backend as backend
-from seamless_inference.engine.otbtf_backend import (OTBTF_BACKEND, TENSORFLOW_BACKEND, choose_backend,
-                                                     otbtf_status, pyotb_parameters, run_otbtf)
+from seamless_inference.engine import dependencies
+from seamless_inference.engine.backends import choose_backend
+from seamless_inference.engine.backends.otbtf import PIXEL_TYPES, OtbtfBackend, pyotb_parameters
+from seamless_inference.engine.dependencies import import_pyotb, otbtf_status
+from seamless_inference.engine.sinks import GeoTiffSink, NullSink
 
 ARTIFACT = "seamless:artifactproneinference"
 OTB_ENV = ROOT / ".build" / "otb" / "env.sh"
@@ -72,9 +75,9 @@ def seed_kwargs(scene, efield, output) -> dict:
 @pytest.fixture()
 def fresh_status():
     """otbtf_status() computed again in the test, and again after it (the environment may have changed)."""
-    backend._cache.clear()
+    dependencies._cache.clear()
     yield
-    backend._cache.clear()
+    dependencies._cache.clear()
 
 
 def otb_python(script: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -100,9 +103,9 @@ def last_json(run: subprocess.CompletedProcess):
 
 def test_the_artifact_run_is_the_seed_first_pyotb_call(big_scene):
     request = seed_request(big_scene, "estimated", 128, 2000)
-    plan = plan_inference(request, measure=False)
+    plan = plan_inference(request, measure_model=False)
     assert (plan.out_x.size, plan.out_y.size) == (3968, 3968)  # 4096 - 128 + 1, snapped, + 127, truncated
-    app, write = pyotb_parameters(request, plan, "/data/map_artifacts.tif")
+    app, write = pyotb_parameters(plan, "/data/map_artifacts.tif")
     assert app == seed_kwargs(big_scene, 128, "estimated")
     assert write == {"path": "/data/map_artifacts.tif", "ext_fname": "box=2000:2000:1000:1000"}
 
@@ -110,8 +113,8 @@ def test_the_artifact_run_is_the_seed_first_pyotb_call(big_scene):
 def test_the_valid_run_is_the_seed_second_call_and_its_box_is_32_pixels_further(big_scene):
     # the valid output starts 32 PAN pixels further: the same box selects a ground area shifted by 32 m
     request = seed_request(big_scene, "estimated_crop32", 64, 2032)
-    plan = plan_inference(request, measure=False)
-    app, write = pyotb_parameters(request, plan, "/data/map_valid.tif")
+    plan = plan_inference(request, measure_model=False)
+    app, write = pyotb_parameters(plan, "/data/map_valid.tif")
     assert app == seed_kwargs(big_scene, 64, "estimated_crop32")
     assert write == {"path": "/data/map_valid.tif", "ext_fname": "box=2000:2000:1000:1000"}
 
@@ -121,15 +124,15 @@ def test_the_rest_of_the_request_maps_onto_otbtf_keys(big_scene):
     sources = (replace(seed_sources(pan, xs)[0], nodata=0.0), seed_sources(pan, xs)[1])
     request = InferenceRequest(str(MODEL), sources, output_names=("estimated_crop32",), efield=(64, 64),
                                extent_mode=OTBTF, tile_size=256, data_type="uint8", background=255.0)
-    plan = plan_inference(request, measure=False)
+    plan = plan_inference(request, measure_model=False)
     # several outputs of one size are stacked (a model with two heads): a list, as OTBTF's output.names
-    app, write = pyotb_parameters(request, replace(plan, output_names=("estimated_crop32", "labels_crop32")))
+    app, write = pyotb_parameters(replace(plan, output_names=("estimated_crop32", "labels_crop32")))
     assert app["source1_nodata"] == 0.0 and "source2_nodata" not in app
     assert app["output_names"] == ["estimated_crop32", "labels_crop32"] and app["output_bv"] == 255.0
     assert (app["optim_tilesizex"], app["optim_tilesizey"]) == (256, 256)
     # the whole grid: no box; integer output: OTB's pixel type name and the engine's compression
     assert write == {"pixel_type": "uint8", "ext_fname": "gdal:co:COMPRESS=ZSTD&gdal:co:ZSTD_LEVEL=1"}
-    assert backend.PIXEL_TYPES == {"float32": "float", "float64": "double", "uint8": "uint8", "int16": "int16",
+    assert PIXEL_TYPES == {"float32": "float", "float64": "double", "uint8": "uint8", "int16": "int16",
                                    "uint16": "uint16", "int32": "int32", "uint32": "uint32"}
 
 
@@ -137,31 +140,35 @@ def test_full_extent_mode_and_engine_crops_are_refused_with_the_parameter_at_fau
     full = replace(seed_request(big_scene, "estimated", 128, 2000), extent_mode=FULL)
     with pytest.raises(EngineError, match="OTBTF extent mode only; choose OTBTF, or the TensorFlow backend "
                                           "for Full") as error:
-        run_otbtf(full, str(tmp_path / "out.tif"))
-    assert error.value.parameter == "EXTENT_MODE" and os.listdir(tmp_path) == []
+        run_inference(full, str(tmp_path / "out.tif"), backend="otbtf")
+    assert error.value.field == "extent_mode" and os.listdir(tmp_path) == []
     cropped = replace(seed_request(big_scene, "estimated", 128, 2000), crop=16)
     with pytest.raises(EngineError, match="cannot crop") as error:
-        pyotb_parameters(cropped, plan_inference(replace(cropped, crop=0), measure=False))
-    assert error.value.parameter == "CROP"
+        pyotb_parameters(replace(plan_inference(replace(cropped, crop=0), measure_model=False), request=cropped))
+    assert error.value.field == "crop"
 
 
 def test_auto_takes_otbtf_only_when_installed_and_able(monkeypatch, big_scene):
-    request = seed_request(big_scene, "estimated", 128, 2000)
-    monkeypatch.setattr(backend, "otbtf_status", lambda: (True, "pyotb 2.2.1 with OTB has TensorflowModelServe"))
-    assert choose_backend("auto", request) == (OTBTF_BACKEND, "pyotb 2.2.1 with OTB has TensorflowModelServe")
-    name, reason = choose_backend("auto", replace(request, extent_mode=FULL))
-    assert name == TENSORFLOW_BACKEND and "OTBTF extent mode only" in reason
-    assert choose_backend("tensorflow", request) == (TENSORFLOW_BACKEND, "as requested")
+    request, sink = seed_request(big_scene, "estimated", 128, 2000), GeoTiffSink(str(ROOT / "unused.tif"))
+    monkeypatch.setattr(OtbtfBackend, "available",
+                        lambda self: (True, "pyotb 2.2.1 with OTB has TensorflowModelServe"))
+    chosen, reason = choose_backend("auto", request, sink)
+    assert (chosen.name, reason) == ("OTBTF", "pyotb 2.2.1 with OTB has TensorflowModelServe")
+    # OTBTF cannot run Full mode, nor write blocks to a sink: Auto takes TensorFlow without a word about OTB
+    assert [(c.name, r) for c, r in (choose_backend("auto", replace(request, extent_mode=FULL), sink),
+                                     choose_backend("auto", request, NullSink()))] == [("TensorFlow", "")] * 2
+    assert choose_backend("tensorflow", request, sink)[0].name == "TensorFlow"
     with pytest.raises(EngineError) as error:
-        choose_backend("otbtf", replace(request, extent_mode=FULL))
-    assert error.value.parameter == "EXTENT_MODE"
-    monkeypatch.setattr(backend, "otbtf_status", lambda: (False, "pyotb is not installed"))
-    assert choose_backend("auto", request) == (TENSORFLOW_BACKEND, "pyotb is not installed")
+        choose_backend("otbtf", replace(request, extent_mode=FULL), sink)
+    assert error.value.field == "extent_mode"
+    monkeypatch.setattr(OtbtfBackend, "available", lambda self: (False, "pyotb is not installed"))
+    chosen, reason = choose_backend("auto", request, sink)
+    assert (chosen.name, reason) == ("TensorFlow", "")  # the OTB diagnosis only for whoever chose OTBTF
     with pytest.raises(EngineError, match="not available: pyotb is not installed.*OTBTF docker") as error:
-        choose_backend("otbtf", request)
-    assert error.value.parameter == "BACKEND"
+        choose_backend("otbtf", request, sink)
+    assert error.value.field == "backend"
     with pytest.raises(EngineError, match="Unknown backend"):
-        choose_backend("onnx", request)
+        choose_backend("onnx", request, sink)
 
 
 class FakeServe:
@@ -188,7 +195,7 @@ class FakeServe:
 def fake_pyotb(monkeypatch, plan, **behaviour):
     module = type(sys)("pyotb")
     module.TensorflowModelServe = lambda **kwargs: FakeServe(plan, **behaviour, **kwargs)
-    monkeypatch.setitem(backend._cache, "pyotb", (module, "fake pyotb with OTB"))
+    monkeypatch.setitem(dependencies._cache, "pyotb", (module, "fake pyotb with OTB"))
     FakeServe.calls = []
 
 
@@ -197,13 +204,13 @@ def test_run_otbtf_writes_through_a_temporary_name_names_the_bands_and_checks_th
     x0, y0 = gdal.Open(str(PAN)).GetGeoTransform()[::3][:2]
     request = InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",), efield=(64, 64),
                                extent=(x0 + 60, y0 - 120, x0 + 120, y0 - 60), extent_mode=OTBTF)
-    plan = plan_inference(request, measure=False)
+    plan = plan_inference(request, measure_model=False)
     fake_pyotb(monkeypatch, plan)
     lines = []
     result = run_inference(request, str(tmp_path / "out.tif"), log_info=lines.append, backend="auto")
     assert result.path == str(tmp_path / "out.tif") and os.listdir(tmp_path) == ["out.tif"]
     (kwargs, write), = FakeServe.calls
-    assert (kwargs, write) == pyotb_parameters(request, plan, write["path"])
+    assert (kwargs, write) == pyotb_parameters(plan, write["path"])
     assert write["path"].endswith(".partial.tif") and write["ext_fname"].startswith("box=")
     out = gdal.Open(result.path)
     assert out.GetRasterBand(6).GetDescription() == "estimated_crop32[5]"
@@ -219,7 +226,7 @@ def test_run_otbtf_writes_through_a_temporary_name_names_the_bands_and_checks_th
     fake_pyotb(monkeypatch, plan, fail=True)
     with pytest.raises(EngineError, match="TensorflowModelServe failed") as error:
         run_inference(request, str(tmp_path / "failed.tif"), backend="otbtf")
-    assert error.value.parameter == "BACKEND" and sorted(os.listdir(tmp_path)) == ["out.tif", "shifted.tif"]
+    assert error.value.field == "backend" and sorted(os.listdir(tmp_path)) == ["out.tif", "shifted.tif"]
 
 
 # --- pyotb installed, OTB not importable (this process) --------------------------------------------------------
@@ -227,7 +234,7 @@ def test_run_otbtf_writes_through_a_temporary_name_names_the_bands_and_checks_th
 def no_otb_here():
     """Skip when this process can import OTB (tests run inside an OTB environment)."""
     available = otbtf_status()
-    if backend.import_pyotb()[0] is not None:
+    if import_pyotb()[0] is not None:
         pytest.skip(f"OTB is importable in this process ({available[1]})")
     return available
 
@@ -279,14 +286,14 @@ def params(output, **extra):
     return {"MODEL": str(MODEL), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], "OUTPUT": str(output), **extra}
 
 
-def test_auto_picks_tensorflow_and_the_log_says_why(provider, tmp_path):
+def test_auto_picks_tensorflow_and_says_so_in_one_plain_line(provider, tmp_path):
     import processing
 
     no_otb_here()
     feedback = capture()
     result = processing.run(ARTIFACT, params(tmp_path / "auto.tif", EXTENT_MODE=1), feedback=feedback)
     lines = [line for line in feedback.lines if line.startswith("Backend:")]
-    assert len(lines) == 1 and lines[0].startswith("Backend: TensorFlow (pyotb is installed but OTB"), lines
+    assert lines == ["Backend: TensorFlow."], lines  # no OTB diagnosis for a user who never asked for OTBTF
     assert os.path.exists(result["OUTPUT"])
 
 
@@ -319,8 +326,10 @@ def sample_outputs(tmp_path_factory):
 COMPARE = """
 import json, math
 from seamless_inference.engine.metrics import compare_rasters
-from seamless_inference.engine.otbtf_backend import otbtf_status, choose_backend
-from seamless_inference.engine import EngineError, InferenceRequest
+from seamless_inference.engine.dependencies import otbtf_status
+from seamless_inference.engine.backends import choose_backend
+from seamless_inference.engine.sinks import GeoTiffSink
+from seamless_inference.engine import EngineError, InferenceRequest, Source
 fields = ("vector_rmse", "band_rmse", "mae", "max_abs_error", "max_squared_error", "pixels", "window_reference",
           "window_image", "above_tolerance", "method")
 pairs = []
@@ -328,12 +337,15 @@ for reference, image in zip(sys.argv[1::2], sys.argv[2::2]):
     results = {m: compare_rasters(reference, image, method=m, tolerance=0.01) for m in ("otb", "numpy")}
     pairs.append({m: {f: getattr(c, f) for f in fields} for m, c in results.items()})
 auto = compare_rasters(sys.argv[1], sys.argv[2]).method
+request = InferenceRequest("model", (Source((sys.argv[1],), (8, 8)),), extent_mode="otbtf")
+sink = GeoTiffSink(sys.argv[1] + ".unused.tif")
 try:
-    choose_backend("otbtf")
+    choose_backend("otbtf", request, sink)
     forced = None
 except EngineError as exc:
-    forced = [str(exc), exc.parameter]
-print(json.dumps({"pairs": pairs, "auto": auto, "status": otbtf_status(), "choice": choose_backend("auto"),
+    forced = [str(exc), exc.field]
+chosen, reason = choose_backend("auto", request, sink)
+print(json.dumps({"pairs": pairs, "auto": auto, "status": otbtf_status(), "choice": [chosen.name, reason],
                   "forced": forced}))
 """
 
@@ -357,8 +369,8 @@ def test_the_otb_comparison_equals_numpy_also_over_different_extents(sample_outp
     # pyotb with OTB but without OTBTF: Auto says so, forcing OTBTF names BACKEND
     available, reason = answer["status"]
     assert not available and "not OTBTF: pyotb has no TensorflowModelServe" in reason
-    assert answer["choice"] == [TENSORFLOW_BACKEND, reason]
-    assert answer["forced"][1] == "BACKEND" and "TensorflowModelServe" in answer["forced"][0]
+    assert answer["choice"] == ["TensorFlow", ""]
+    assert answer["forced"][1] == "backend" and "TensorflowModelServe" in answer["forced"][0]
 
 
 def test_forcing_the_otb_comparison_without_otb_names_method(tmp_path, sample_outputs):
@@ -367,7 +379,7 @@ def test_forcing_the_otb_comparison_without_otb_names_method(tmp_path, sample_ou
         from seamless_inference.engine.metrics import compare_rasters
 
         compare_rasters(sample_outputs[FULL, "estimated"], sample_outputs[FULL, "estimated_crop32"], method="otb")
-    assert error.value.parameter == "METHOD"
+    assert error.value.field == "method"
 
 
 # --- OTBTF itself: only where it is installed -------------------------------------------------------------------
@@ -376,7 +388,7 @@ SAME_PIXELS = """
 import json
 from seamless_inference.engine import InferenceRequest, Source, run_inference
 from seamless_inference.engine.metrics import compare_rasters
-from seamless_inference.engine.otbtf_backend import otbtf_status
+from seamless_inference.engine.dependencies import otbtf_status
 available, reason = otbtf_status()
 result = {"available": available, "reason": reason, "diff": {}}
 if available:

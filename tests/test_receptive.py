@@ -8,7 +8,8 @@ from conftest import MODEL, PAN, XS
 
 from seamless_inference.engine import EngineError
 from seamless_inference.engine.dependencies import import_tensorflow
-from seamless_inference.engine.receptive import analyse_model
+from seamless_inference.engine import analyse_model
+from seamless_inference.engine.reports import analysis_html
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -93,7 +94,7 @@ def test_the_centred_textbook_crop_is_flagged(seed):
 
 
 def test_the_report_holds_the_table_and_the_formulas(seed):
-    page = seed.html()
+    page = analysis_html(seed)
     assert "<table" in page and "valid output size" in page
     assert "<td>conv3t</td>" in page and "estimated_crop32" in page
     assert "s·x + s − k" in page and "⌊(x − k)/s⌋ + 1" in page
@@ -126,7 +127,7 @@ def test_ops_it_cannot_read_are_named_and_the_measurement_stands(tmp_path):
     assert analysis.theory.outputs["estimated"] is None and analysis.theory_lost is None
     assert analysis.probe.lost[0] > 0 and analysis.recommended_crop() >= analysis.probe.exact_crop
     assert "could not follow estimated" in " ".join(analysis.disagreements)
-    assert "Tile" in analysis.html()
+    assert "Tile" in analysis_html(analysis)
 
 
 def test_common_keras_layers_match_the_measurement(tmp_path):
@@ -177,10 +178,10 @@ def test_resize_pad_and_pooling_windows_match_the_measurement(tmp_path):
 def test_sizes_are_checked_against_the_model_inputs():
     with pytest.raises(EngineError) as missing:
         analyse_model(str(MODEL), [128, 0])
-    assert missing.value.parameter == "SOURCE2_SIZE"
+    assert missing.value.field == "sources[1].rfield"
     with pytest.raises(EngineError) as ground:
         analyse_model(str(MODEL), [128, 48])
-    assert ground.value.parameter == "SOURCE1_SIZE"  # 128 / 48 is not a whole pixel ratio the model accepts
+    assert ground.value.field == "sources[0].rfield"  # 128 / 48 is not a whole pixel ratio the model accepts
     with pytest.raises(EngineError) as output:
         analyse_model(str(MODEL), [128, 32], output_name="nope")
-    assert output.value.parameter == "OUTPUT_NAME_BASE"
+    assert output.value.field == "output_names"
