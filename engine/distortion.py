@@ -248,7 +248,8 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
             + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px block).")
         reference = _Reference(os.path.join(folder, "reference.npy"))
-        run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None, sink=reference)
+        run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None, sink=reference,
+                      plan=reference_plan)
         if progress:
             progress(1 / steps)
         rows = []
@@ -260,10 +261,10 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
                                    efield=(efield, efield), tile_size=efield)
             error_path = os.path.join(error_folder, f"squared_error_crop{crop}.tif") if error_folder else None
             comparison = _CropComparison(reference, tolerance, error_path)
-            warm_up(crop_request)
+            crop_plan = warm_up(crop_request)
             started = time.perf_counter()
             result = run_inference(crop_request, is_canceled=is_canceled, log_info=lambda text: None,
-                                   sink=comparison)
+                                   sink=comparison, plan=crop_plan)
             seconds = time.perf_counter() - started
             sums = comparison.sums
             if not sums.pixels:

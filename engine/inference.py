@@ -34,13 +34,14 @@ class InferenceResult:
 
 
 def run_inference(request: InferenceRequest, output_path: str | None = None, progress=None, is_canceled=None,
-                  log_info=None, backend: str = TENSORFLOW_BACKEND, sink: BlockSink | None = None) -> InferenceResult:
+                  log_info=None, backend: str = TENSORFLOW_BACKEND, sink: BlockSink | None = None,
+                  plan: Plan | None = None) -> InferenceResult:
     """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool.
 
     backend: "tensorflow" (this engine), "otbtf" (pyotb's TensorflowModelServe, OTBTF extent mode only) or
     "auto" (OTBTF when installed and able to run the request); the choice is logged in one line.
     sink: instead of a GeoTIFF, a BlockSink (engine.sinks) that receives the output blocks; output_path is then
-    unused.
+    unused. plan: the request's plan when the caller already built it (`plan_inference(request)`): not built again.
     """
     started = time.perf_counter()
     say = log_info or log.info
@@ -50,7 +51,8 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
             sink = GeoTiffSink(output_path, request.data_type, request.compression)
         chosen, reason = choose_backend(backend, request, sink)
         say(f"Backend: {chosen.name}" + (f" ({reason})." if reason else "."))
-        plan = plan_inference(request, measure_model=chosen.measures)
+        if plan is None:
+            plan = plan_inference(request, measure_model=chosen.measures)
         for note in plan.notes:
             say(note)
         stats = chosen.run(plan, sink, Monitor(progress, is_canceled, say))
@@ -62,12 +64,14 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     return InferenceResult(path, plan, stats.tiles, stats.skipped, seconds, stats.device)
 
 
-def warm_up(request: InferenceRequest) -> None:
+def warm_up(request: InferenceRequest) -> Plan:
     """One TensorFlow call on zeros of a batch's shape, so that a timed run does not pay for the first call of a
-    new input shape (oneDNN builds its kernels per shape); nothing when that shape already ran."""
+    new input shape (oneDNN builds its kernels per shape); nothing when that shape already ran. Returns the plan,
+    for the run that follows."""
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
     batch = min(plan.batch, len(tiles(plan)))
     feeds = {name: np.zeros((batch,) + shape[1:], np.float32) for name, shape in input_shapes(plan).items()}
     if not model.has_run(feeds, list(plan.output_names)):
         model.run(feeds, list(plan.output_names))
+    return plan
