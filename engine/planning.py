@@ -106,6 +106,8 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     rfields = [s.rfield for s in request.sources]
 
     notes, measurement, exact = [], None, None
+    if not request.output_names and not request.valid_part:
+        notes.append(f"Output: {output_names[0]} (the model's raw output).")
     base = split_crop(output_names[0])[0]
     base = base if signature.output(base) is not None else output_names[0]
     choose_crop = request.valid_part and split_crop(output_names[0])[1] == 0 and not request.crop
