@@ -10,7 +10,6 @@ both ways, BandMathX, ComputeImagesStatistics); `method` forces one or the other
 All errors are in the rasters' value units; d = image - reference.
 """
 
-import ast
 import math
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from .errors import Cancelled, EngineError
 from .grid import build_lattice
-from .dependencies import import_pyotb
+from .otb_process import OtbFailed, otb_status, run_task
 from .raster import gdal_session, open_raster, raster_info, same_crs
 from .sinks import GeoTiffSink
 
@@ -214,17 +213,12 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
     nodata = tuple(tuple(ds.GetRasterBand(b).GetNoDataValue() for b in bands) for ds in (ref_ds, img_ds))
     nodata = tuple(values if any(v is not None for v in values) else None for values in nodata)
     if method != NUMPY:
-        pyotb, unsuitable = _otb_choice(nodata, squared_error_path)
         try:
+            unsuitable = _otb_unsuitable(nodata, squared_error_path)
             if unsuitable:
                 raise _Unsuitable(unsuitable)
-            if is_canceled and is_canceled():
-                raise Cancelled("Cancelled by the user.")
-            result = _compare_otb(pyotb, reference, image, ref_info.grid, (window_ref, window_img), bands, nodata,
-                                  tolerance)
-            if progress:
-                progress(1.0)
-            return result
+            return _compare_otb(reference, image, ref_info.grid, (window_ref, window_img), bands, nodata, tolerance,
+                                progress, is_canceled)
         except _Unsuitable as exc:
             if method == OTB:
                 raise EngineError(f"The OTB comparison cannot run: {exc}; use the numpy method.", "method") from exc
@@ -273,67 +267,41 @@ class _Unsuitable(Exception):
     """The OTB path cannot compute this comparison (the reason is the message)."""
 
 
-def _otb_choice(nodata: tuple, squared_error_path) -> tuple:
-    """(pyotb or None, why the OTB path cannot run or None)."""
+def _otb_unsuitable(nodata: tuple, squared_error_path) -> str | None:
+    """Why the OTB path cannot compute this comparison, or None."""
     if nodata != (None, None):
-        return None, "no-data values are declared, and OTB's statistics would count those pixels"
+        return "no-data values are declared, and OTB's statistics would count those pixels"
     if squared_error_path:
-        return None, "the squared-error raster is written by the numpy path"
-    pyotb, reason = import_pyotb()
-    return pyotb, None if pyotb is not None else reason
+        return "the squared-error raster is written by the numpy path"
+    available, reason = otb_status()["pyotb"]
+    return None if available else reason
 
 
-def _statistics(pyotb, images: list, expressions: list) -> dict:
-    """{"mean": [...], "max": [...]} per expression: BandMathX over `images`, then ComputeImagesStatistics."""
-    bands = pyotb.BandMathX({"il": images, "exp": ";".join(expressions)}, quiet=True)
-    stats = pyotb.ComputeImagesStatistics({"il": [bands]}, quiet=True)
-    values = {}
-    for key in ("mean", "max"):
-        value = stats[f"out.{key}"]
-        values[key] = [float(v) if abs(float(v)) > 1e-300 else 0.0  # the maximum of an all-negative band
-                       for v in (ast.literal_eval(value) if isinstance(value, str) else value)]
-    return values
-
-
-def _compare_otb(pyotb, reference: str, image: str, grid, windows: tuple, bands: tuple, nodata: tuple,
-                 tolerance: float) -> Comparison:
-    """The seed's helper over the intersection: ExtractROI fits the image on the reference, then the reference on
-    that, BandMathX builds d_b^2, |d_b|, the seed's sum over bands (im1-im2)*(im1-im2)' and the tolerance test,
-    ComputeImagesStatistics averages them. OTB prints its statistics with 6 significant digits: a second pass
-    over each quantity minus its first value recovers full precision (for a maximum, minus a little less: OTB's
-    maximum of an all-negative band is the smallest positive double). All quantities are >= 0."""
+def _compare_otb(reference: str, image: str, grid, windows: tuple, bands: tuple, nodata: tuple, tolerance: float,
+                 progress, is_canceled) -> Comparison:
+    """The seed's helper over the intersection, in a child process (engine.otb_child.statistics): ExtractROI fits
+    the image on the reference, then the reference on that; BandMathX builds d_b^2, |d_b|, the seed's sum over
+    bands (im1-im2)*(im1-im2)' and the tolerance test; ComputeImagesStatistics averages them. All >= 0."""
+    x, y, width, height = windows[0]
+    diffs = [f"(im1b{b}-im2b{b})" for b in bands]  # im1 = image, im2 = reference: d = im1 - im2
+    squares, absolutes = [f"{d}*{d}" for d in diffs], [f"abs({d})" for d in diffs]
+    expressions = squares + absolutes + ["+".join(squares)]
+    wanted = [(i, "mean") for i in range(2 * len(bands))] + [(i, "max") for i in range(len(bands), len(expressions))]
+    if math.isfinite(tolerance):
+        expressions.append("(" + " || ".join(f"{a}>{tolerance!r}" for a in absolutes) + ") ? 1 : 0")
+        wanted.append((len(expressions) - 1, "mean"))
+    task = {"task": "statistics", "reference": reference, "image": image, "size": [width, height],
+            "origin": [grid.origin_x + x * grid.spacing_x, grid.origin_y - y * grid.spacing_y],
+            "spacing": [grid.spacing_x, grid.spacing_y], "expressions": expressions, "wanted": wanted}
     try:
-        fitted = pyotb.ExtractROI({"in": image, "mode": "fit", "mode.fit.im": reference}, quiet=True)
-        reference_roi = pyotb.ExtractROI({"in": reference, "mode": "fit", "mode.fit.im": fitted}, quiet=True)
-        x, y, width, height = windows[0]
-        origin = (grid.origin_x + x * grid.spacing_x, grid.origin_y - y * grid.spacing_y)
-        for roi in (fitted, reference_roi):
-            rows, cols = roi.shape[:2]
-            transform = roi.transform  # (sx, 0, x0, 0, -sy, y0)
-            if ((cols, rows) != (width, height) or abs(transform[2] - origin[0]) > 1e-3 * grid.spacing_x
-                    or abs(transform[5] - origin[1]) > 1e-3 * grid.spacing_y):
-                raise _Unsuitable(f"ExtractROI (mode fit) kept {cols} x {rows} pixels at ({transform[2]:.3f}, "
-                                  f"{transform[5]:.3f}), not the intersection's {width} x {height} at "
-                                  f"({origin[0]:.3f}, {origin[1]:.3f})")
-        images = [fitted, reference_roi]  # im1 = image, im2 = reference: d = im1 - im2
-        diffs = [f"(im1b{b}-im2b{b})" for b in bands]
-        squares, absolutes = [f"{d}*{d}" for d in diffs], [f"abs({d})" for d in diffs]
-        expressions = squares + absolutes + ["+".join(squares)]
-        wanted = [(i, "mean") for i in range(2 * len(bands))] + [(i, "max") for i in range(len(bands),
-                                                                                          len(expressions))]
-        if math.isfinite(tolerance):
-            expressions.append("(" + " || ".join(f"{a}>{tolerance!r}" for a in absolutes) + ") ? 1 : 0")
-            wanted.append((len(expressions) - 1, "mean"))
-        first = _statistics(pyotb, images, expressions)
-        offsets = [first[stat][i] * (1.0 - 1e-5 if stat == "max" else 1.0) for i, stat in wanted]
-        residuals = _statistics(pyotb, images, [f"({expressions[i]})-({offset!r})"
-                                                for (i, _), offset in zip(wanted, offsets)])
-    except _Unsuitable:
-        raise
-    except Exception as exc:  # pyotb: RuntimeError (OTB), KeyError, ValueError
-        raise _Unsuitable(f"{type(exc).__name__}: {str(exc).strip()[:300]}") from exc
-    value = {(i, stat): max(0.0, offset + residuals[stat][k])
-             for k, ((i, stat), offset) in enumerate(zip(wanted, offsets))}
+        answer = run_task(task, progress, is_canceled)
+    except OtbFailed as exc:
+        raise _Unsuitable(f"{exc.kind}: {str(exc)[:300]}") from exc
+    if "unsuitable" in answer:
+        raise _Unsuitable(answer["unsuitable"])
+    if progress:
+        progress(1.0)
+    value = dict(zip(wanted, answer["values"]))
     count = len(bands)
     band_ms = [value[i, "mean"] for i in range(count)]
     pixels = width * height

@@ -4,7 +4,7 @@ Here pyotb is installed but OTB is not importable in the test process: Auto must
 OTB diagnosis is for whoever chose OTBTF).
 OTB's Python bindings without OTBTF (`make otb`, .build/otb) are used in a child process with `.build/otb/env.sh`
 sourced, which keeps this process free of OTB: there pyotb has ExtractROI, BandMathX and ComputeImagesStatistics
-but no TensorflowModelServe. The OTBTF-vs-TensorFlow pixel test runs only where OTBTF is installed.
+but no TensorflowModelServe. OTBTF itself (`make otbtf`, .build/otbtf) is tested for real in test_otbtf_real.py.
 """
 
 import json
@@ -19,10 +19,10 @@ from conftest import MODEL, PAN, PLUGINS, ROOT, XS, seed_sources
 from osgeo import gdal
 
 from seamless_inference.engine import FULL, OTBTF, EngineError, InferenceRequest, plan_inference, run_inference
-from seamless_inference.engine import dependencies
+from seamless_inference.engine import otb_process
 from seamless_inference.engine.backends import choose_backend
 from seamless_inference.engine.backends.otbtf import PIXEL_TYPES, OtbtfBackend, pyotb_parameters
-from seamless_inference.engine.dependencies import import_pyotb, otbtf_status
+from seamless_inference.engine.otb_process import otb_status, otbtf_status
 from seamless_inference.engine.sinks import GeoTiffSink, NullSink
 
 ARTIFACT = "seamless:artifactproneinference"
@@ -74,10 +74,10 @@ def seed_kwargs(scene, efield, output) -> dict:
 
 @pytest.fixture()
 def fresh_status():
-    """otbtf_status() computed again in the test, and again after it (the environment may have changed)."""
-    dependencies._cache.clear()
+    """otb_status() computed again in the test, and again after it (the environment may have changed)."""
+    otb_process._status.clear()
     yield
-    dependencies._cache.clear()
+    otb_process._status.clear()
 
 
 def otb_python(script: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -171,93 +171,32 @@ def test_auto_takes_otbtf_only_when_installed_and_able(monkeypatch, big_scene):
         choose_backend("onnx", request, sink)
 
 
-class FakeServe:
-    """Stands for pyotb.TensorflowModelServe: records its arguments and writes the box of a planned grid."""
-
-    calls = []
-
-    def __init__(self, plan, shift=0, fail=False, **kwargs):
-        self.plan, self.shift, self.fail, self.kwargs = plan, shift, fail, kwargs
-
-    def write(self, path, pixel_type=None, ext_fname=None):
-        FakeServe.calls.append((self.kwargs, {"path": path, "ext_fname": ext_fname}))
-        if self.fail:
-            raise RuntimeError("TensorflowModelServe: error during during app execution")
-        x0, y0, x1, y1 = self.plan.window
-        gt = list(self.plan.geotransform)
-        gt[0] += self.shift * gt[1]  # OTBTF's floating-point snapping, as findings.md 3 measured
-        ds = gdal.GetDriverByName("GTiff").Create(path, x1 - x0, y1 - y0, 6, gdal.GDT_Float32)
-        ds.SetGeoTransform(gt)
-        ds = None
-        return True
-
-
-def fake_pyotb(monkeypatch, plan, **behaviour):
-    module = type(sys)("pyotb")
-    module.TensorflowModelServe = lambda **kwargs: FakeServe(plan, **behaviour, **kwargs)
-    monkeypatch.setitem(dependencies._cache, "pyotb", (module, "fake pyotb with OTB"))
-    FakeServe.calls = []
-
-
-def test_run_otbtf_writes_through_a_temporary_name_names_the_bands_and_checks_the_grid(fresh_status, monkeypatch,
-                                                                                     tmp_path):
-    x0, y0 = gdal.Open(str(PAN)).GetGeoTransform()[::3][:2]
-    request = InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",), efield=(64, 64),
-                               extent=(x0 + 60, y0 - 120, x0 + 120, y0 - 60), extent_mode=OTBTF)
-    plan = plan_inference(request, measure_model=False)
-    fake_pyotb(monkeypatch, plan)
-    lines = []
-    result = run_inference(request, str(tmp_path / "out.tif"), log_info=lines.append, backend="auto")
-    assert result.path == str(tmp_path / "out.tif") and os.listdir(tmp_path) == ["out.tif"]
-    (kwargs, write), = FakeServe.calls
-    assert (kwargs, write) == pyotb_parameters(plan, write["path"])
-    assert write["path"].endswith(".partial.tif") and write["ext_fname"].startswith("box=")
-    out = gdal.Open(result.path)
-    assert out.GetRasterBand(6).GetDescription() == "estimated_crop32[5]"
-    assert lines[0] == "Backend: OTBTF (fake pyotb with OTB has TensorflowModelServe)."
-    assert any(line.startswith("OTBTF run: pyotb.TensorflowModelServe(n_sources=2, ") for line in lines)
-    assert not any(line.startswith("Warning") for line in lines)
-    # a grid one pixel off the exact plan is written, and said
-    fake_pyotb(monkeypatch, plan, shift=1)
-    lines = []
-    run_inference(request, str(tmp_path / "shifted.tif"), log_info=lines.append, backend="otbtf")
-    assert any(line.startswith("Warning: OTBTF wrote") and "(+1.000, +0.000)" in line for line in lines), lines
-    # a failure leaves nothing, and names BACKEND
-    fake_pyotb(monkeypatch, plan, fail=True)
-    with pytest.raises(EngineError, match="TensorflowModelServe failed") as error:
-        run_inference(request, str(tmp_path / "failed.tif"), backend="otbtf")
-    assert error.value.field == "backend" and sorted(os.listdir(tmp_path)) == ["out.tif", "shifted.tif"]
-
-
 # --- pyotb installed, OTB not importable (this process) --------------------------------------------------------
 
 def no_otb_here():
-    """Skip when this process can import OTB (tests run inside an OTB environment)."""
-    available = otbtf_status()
-    if import_pyotb()[0] is not None:
-        pytest.skip(f"OTB is importable in this process ({available[1]})")
-    return available
+    """Skip when OTB is there for pyotb (tests run inside an OTB environment)."""
+    available = otb_status()["pyotb"]
+    if available[0]:
+        pytest.skip(f"OTB is there for pyotb ({available[1]})")
+    return otbtf_status()
 
 
-def test_without_otb_pyotb_is_neither_kept_nor_allowed_to_change_the_process(fresh_status):
-    environment = dict(os.environ)
+def test_finding_otb_never_imports_pyotb_nor_changes_this_process(fresh_status):
+    environment, path = dict(os.environ), list(sys.path)
     available, reason = no_otb_here()
-    assert not available and reason.startswith("pyotb is installed but OTB")
-    assert "pyotb" not in sys.modules and dict(os.environ) == environment
+    assert not available and reason.startswith("pyotb is installed but OTB was not found"), reason
+    assert "pyotb" not in sys.modules and "otbApplication" not in sys.modules
+    assert dict(os.environ) == environment and sys.path == path
     assert otbtf_status() == (available, reason)  # cached
 
 
-def test_a_failing_pyotb_import_in_an_interactive_console_is_caught_and_undone(fresh_status, monkeypatch, tmp_path):
-    # OTB_ROOT pointing at a prefix without OTB: pyotb imports in this process and raises SystemExit; an
-    # interactive console (sys.ps1) would make it raise SystemError or ask instead
+def test_a_bogus_otb_root_is_a_reason_not_an_exit(fresh_status, monkeypatch, tmp_path):
+    # OTB_ROOT pointing at a prefix without OTB: `import pyotb` raises SystemExit, in the child only
     (tmp_path / "lib").mkdir()
     monkeypatch.setenv("OTB_ROOT", str(tmp_path))
-    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
-    path, environment = list(sys.path), dict(os.environ)
     available, reason = otbtf_status()
     assert not available and "pyotb is installed but OTB" in reason and "SystemExit" in reason
-    assert "pyotb" not in sys.modules and sys.ps1 == ">>> "
-    assert sys.path == path and dict(os.environ) == environment
+    assert "pyotb" not in sys.modules
 
 
 def test_the_provider_loads_with_a_backend_parameter_defaulting_to_auto(provider):
@@ -326,7 +265,7 @@ def sample_outputs(tmp_path_factory):
 COMPARE = """
 import json, math
 from seamless_inference.engine.metrics import compare_rasters
-from seamless_inference.engine.dependencies import otbtf_status
+from seamless_inference.engine.otb_process import otbtf_status
 from seamless_inference.engine.backends import choose_backend
 from seamless_inference.engine.sinks import GeoTiffSink
 from seamless_inference.engine import EngineError, InferenceRequest, Source
@@ -380,45 +319,3 @@ def test_forcing_the_otb_comparison_without_otb_names_method(tmp_path, sample_ou
 
         compare_rasters(sample_outputs[FULL, "estimated"], sample_outputs[FULL, "estimated_crop32"], method="otb")
     assert error.value.field == "method"
-
-
-# --- OTBTF itself: only where it is installed -------------------------------------------------------------------
-
-SAME_PIXELS = """
-import json
-from seamless_inference.engine import InferenceRequest, Source, run_inference
-from seamless_inference.engine.metrics import compare_rasters
-from seamless_inference.engine.dependencies import otbtf_status
-available, reason = otbtf_status()
-result = {"available": available, "reason": reason, "diff": {}}
-if available:
-    pan, xs, model, folder = sys.argv[1:5]
-    sources = (Source((pan,), (128, 128), "input_p"), Source((xs,), (32, 32), "input_xs"))
-    for name in ("estimated", "estimated_crop32"):
-        request = InferenceRequest(model, sources, output_names=(name,), extent_mode="otbtf")
-        paths = [f"{folder}/{name}_{b}.tif" for b in ("tensorflow", "otbtf")]
-        for path, b in zip(paths, ("tensorflow", "otbtf")):
-            run_inference(request, path, backend=b)
-        c = compare_rasters(*paths, method="numpy")
-        result["diff"][name] = [c.max_abs_error, c.pixels, c.window_reference, c.window_image]
-print(json.dumps(result))
-"""
-
-
-def test_otbtf_and_tensorflow_give_the_same_pixels_in_otbtf_extent_mode(tmp_path):
-    # round coordinates (OTBTF's floating-point grid is exact there, findings.md 3): the sample's data re-anchored
-    args = (*write_scene(tmp_path, 500, (str(PAN), str(XS))), MODEL, tmp_path)
-    if otbtf_status()[0]:  # OTBTF in this environment: a plain child (TensorFlow twice in one process is avoided)
-        run = subprocess.run([sys.executable, "-c", f"import sys\nsys.path.insert(0, {str(PLUGINS)!r})\n"
-                              + SAME_PIXELS, *map(str, args)], capture_output=True, text=True, timeout=600,
-                             check=False)
-    elif OTB_ENV.exists():
-        run = otb_python(SAME_PIXELS, *args, timeout=600)
-    else:
-        pytest.skip(f"OTBTF is absent: {otbtf_status()[1]}")
-    result = last_json(run)
-    if not result["available"]:
-        pytest.skip(f"OTBTF is absent: {result['reason']}")
-    for name, (diff, pixels, window_tf, window_otbtf) in result["diff"].items():
-        assert window_tf == window_otbtf and pixels > 0, name
-        assert diff <= 1e-5, name

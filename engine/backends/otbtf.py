@@ -2,16 +2,19 @@
 
 The seed drives OTBTF with `pyotb.TensorflowModelServe(n_sources=..., source1_il=..., ...)` and
 `write(path, ext_fname="box=x:y:w:h")` (otbtf-semantics.md 2.4, 3.2-3.3). `pyotb_parameters` maps a plan to
-exactly those keyword arguments (a pure function); the backend runs them and writes the output safely.
+exactly those keyword arguments (a pure function); the backend runs them in a child process (OTB's libraries
+never load into QGIS: engine.otb_process) and writes the output safely, correctly registered.
 """
 
 import os
+import tempfile
 import uuid
 
 from osgeo import gdal
 
-from ..dependencies import OTBTF_INSTALL_HINT, PYOTB_ERRORS, import_pyotb, otbtf_status
+from ..dependencies import OTBTF_INSTALL_HINT
 from ..errors import Cancelled, EngineError
+from ..otb_process import OtbFailed, otbtf_status, run_task
 from ..planning import Plan
 from ..raster import creation_options, gdal_session
 from ..request import OTBTF, InferenceRequest
@@ -51,31 +54,37 @@ class OtbtfBackend:
         return otbtf_status()
 
     def run(self, plan: Plan, sink: GeoTiffSink, monitor: Monitor) -> RunStats:
-        """Run TensorflowModelServe into a temporary file renamed when complete; the written size and origin are
-        checked against the exact plan (warning logged)."""
+        """Run TensorflowModelServe in a child process (engine.otb_process) on the sources laid in an exact pixel
+        space, into a temporary file that gets the true georeferencing and is renamed when complete."""
         available, reason = otbtf_status()
         if not available:
             raise EngineError(f"The OTBTF backend is not available: {reason}. {OTBTF_INSTALL_HINT}.", "backend")
-        pyotb, say, output_path = import_pyotb()[0], monitor.say, sink.path
+        say, output_path = monitor.say, sink.path
         temp = os.path.join(os.path.dirname(os.path.abspath(output_path)),
                             f".{os.path.basename(output_path)}.{uuid.uuid4().hex[:8]}.partial.tif")
-        app_kwargs, write_kwargs = pyotb_parameters(plan, temp)
         width, height = plan.size
         say(f"OTBTF grid: {width} x {height} output pixels (window {plan.window} of the {plan.out_x.size} x "
             f"{plan.out_y.size} grid), expression field {plan.efield[0]} x {plan.efield[1]}.")
-        say("OTBTF run: " + pyotb_script(app_kwargs, dict(write_kwargs, path=output_path)))
+        say("OTBTF run: " + pyotb_script(*pyotb_parameters(plan, output_path)))
+        say("OTB holds pixel sizes in single precision (0.6 m is read as 0.6000000238 m), which shifts its grid and "
+            "can misregister the sources by a pixel: its sources are given as VRTs in an exact pixel space (pixel "
+            f"sizes {', '.join(str(ax.step) for ax in plan.lattice.sources_x)}, origin 0) and the output gets the "
+            "true georeferencing.")
         if monitor.canceled():
             raise Cancelled("Cancelled by the user.")
         try:
-            try:
-                written = pyotb.TensorflowModelServe(**app_kwargs).write(**write_kwargs)
-            except PYOTB_ERRORS as exc:
-                raise EngineError(f"OTBTF's TensorflowModelServe failed: {str(exc).strip()}", "backend") from exc
-            if not written or not os.path.exists(temp):
-                raise EngineError(f"OTBTF's TensorflowModelServe wrote no output for {output_path!r}.", "backend")
-            if monitor.canceled():
-                raise Cancelled("Cancelled by the user.")
-            _finish(temp, plan, say)
+            with tempfile.TemporaryDirectory(prefix="seamless-otbtf-") as folder, gdal_session():
+                app, write = pyotb_parameters(plan, temp, pixel_space_sources(plan, folder))
+                try:
+                    answer = run_task({"task": "serve", "app": app, "write": write}, monitor.progress,
+                                      monitor.is_canceled)
+                except OtbFailed as exc:
+                    raise EngineError(f"OTBTF's TensorflowModelServe failed: {exc}", "backend") from exc
+                if not answer["written"] or not os.path.exists(temp):
+                    raise EngineError(f"OTBTF's TensorflowModelServe wrote no output for {output_path!r}.", "backend")
+                if monitor.canceled():
+                    raise Cancelled("Cancelled by the user.")
+                _finish(temp, plan)
             os.replace(temp, output_path)
         finally:
             for leftover in (temp, temp + ".aux.xml", temp[:-4] + ".geom"):
@@ -83,20 +92,39 @@ class OtbtfBackend:
                     os.remove(leftover)
         monitor.advance(1.0)
         blocks = -(-width // plan.efield[0]) * -(-height // plan.efield[1])
-        return RunStats(blocks, 0, "OTBTF (pyotb TensorflowModelServe)")
+        return RunStats(blocks, 0, "OTBTF (pyotb TensorflowModelServe, in a child process)")
 
 
-def pyotb_parameters(plan: Plan, path: str | None = None) -> tuple:
+def pixel_space_sources(plan: Plan, folder: str) -> list:
+    """Per source, its rasters as VRTs in the lattice's pixel space: pixel sizes the sources' exact integer
+    ratio, source 1's corner at the origin. Single precision holds these exactly, so OTB computes its grid and
+    pairs the sources as exactly as the engine does."""
+    sources = []
+    for index, (source, ax, ay) in enumerate(zip(plan.request.sources, plan.lattice.sources_x,
+                                                 plan.lattice.sources_y)):
+        paths = []
+        for number, path in enumerate(source.paths):
+            vrt = os.path.join(folder, f"source{index + 1}_{number}.vrt")
+            dataset = gdal.Translate(vrt, path, format="VRT")
+            dataset.SetGeoTransform((float(ax.offset), float(ax.step), 0.0, -float(ay.offset), 0.0, -float(ay.step)))
+            dataset = None
+            paths.append(vrt)
+        sources.append(paths)
+    return sources
+
+
+def pyotb_parameters(plan: Plan, path: str | None = None, paths: list | None = None) -> tuple:
     """(TensorflowModelServe keyword arguments, write() keyword arguments) of a planned request, as the seed's
     pyotb scripts spell them ('_' for '.'); pure. The box is `plan.window` in OTBTF's output index space, and is
-    given only when the window is not the whole OTBTF grid; `path` is the output file (left out when None)."""
+    given only when the window is not the whole OTBTF grid; `path` is the output file (left out when None);
+    `paths`, per source, replaces its rasters (the pixel-space VRTs)."""
     request = plan.request
     refusal = otbtf_refusal(request)
     if refusal:
         raise EngineError(*refusal)
     app = {"n_sources": len(request.sources)}
     for index, (source, placeholder) in enumerate(zip(request.sources, plan.placeholders), 1):
-        app[f"source{index}_il"] = list(source.paths)
+        app[f"source{index}_il"] = list(paths[index - 1] if paths else source.paths)
         app[f"source{index}_rfieldx"], app[f"source{index}_rfieldy"] = (int(v) for v in source.rfield)
         app[f"source{index}_placeholder"] = placeholder
         if source.nodata is not None:
@@ -130,24 +158,24 @@ def pyotb_script(app: dict, write: dict) -> str:
     return f"pyotb.TensorflowModelServe({args}).write({', '.join(filter(None, [repr(path) if path else '', rest]))})"
 
 
-def _finish(path: str, plan: Plan, say) -> None:
-    """Name the bands as the TensorFlow backend does, and warn when OTBTF's grid differs from the exact plan
-    (TensorflowModelServe snaps its extent onto the source grids in floating point: findings.md 3)."""
-    names = plan.band_names
-    with gdal_session():
-        dataset = gdal.Open(path, gdal.GA_Update)
+def _finish(path: str, plan: Plan) -> None:
+    """Check that OTBTF wrote the exact plan's grid (in the pixel space), then give the file the true
+    georeferencing and the engine's band names; refuse the output otherwise."""
+    dataset = gdal.Open(path, gdal.GA_Update)
     try:
-        if dataset.RasterCount == len(names):
-            for index, name in enumerate(names):
+        got, size = dataset.GetGeoTransform(), (dataset.RasterXSize, dataset.RasterYSize)
+        want = (plan.out_x.offset + plan.window[0] * plan.out_x.step, -(plan.out_y.offset + plan.window[1] *
+                                                                         plan.out_y.step))
+        if size != plan.size or abs(got[0] - want[0]) > 1e-6 or abs(got[3] - want[1]) > 1e-6:
+            raise EngineError(f"OTBTF wrote {size[0]} x {size[1]} pixels from ({got[0]:g}, {-got[3]:g}) of its pixel "
+                              f"space, not the exact grid's {plan.size[0]} x {plan.size[1]} from {want[0]}, "
+                              f"{-want[1]}: its output is not registered as the request needs; use the TensorFlow "
+                              "backend (it computes the OTBTF grid exactly).", "backend")
+        dataset.SetGeoTransform(plan.geotransform)
+        if plan.crs_wkt:
+            dataset.SetProjection(plan.crs_wkt)
+        if dataset.RasterCount == len(plan.band_names):
+            for index, name in enumerate(plan.band_names):
                 dataset.GetRasterBand(index + 1).SetDescription(name)
-        got, want = dataset.GetGeoTransform(), plan.geotransform
-        size = (dataset.RasterXSize, dataset.RasterYSize)
     finally:
         dataset = None
-    dx, dy = (round((got[0] - want[0]) / want[1], 3) + 0.0, round((got[3] - want[3]) / want[5], 3) + 0.0)  # no -0
-    if size != plan.size or abs(dx) > 1e-3 or abs(dy) > 1e-3:
-        say(f"Warning: OTBTF wrote {size[0]} x {size[1]} pixels starting ({dx:+.3f}, {dy:+.3f}) output pixels from "
-            f"the exact grid's {plan.size[0]} x {plan.size[1]}: TensorflowModelServe snaps its extent onto the "
-            "source grids in floating point, and OTB holds pixel sizes in single precision (0.6 m is read as "
-            "0.6000000238), which can also misregister the sources by a pixel; the TensorFlow backend computes "
-            "the OTBTF grid exactly.")
