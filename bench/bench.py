@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".build" / "plugins"))
@@ -181,6 +182,76 @@ def cold_start(pan, xs, warm_s: float | None = None) -> dict:
     return record
 
 
+OTBTF_ENV = ROOT / ".build" / "otbtf" / "env.sh"
+SEED_RUN = """
+import json, sys, time
+started = time.perf_counter()
+import pyotb
+imported = time.perf_counter()
+pan, xs, model, path, name, efield = sys.argv[1:7]
+infer = pyotb.TensorflowModelServe(n_sources=2,
+    source1_il=pan, source1_rfieldx=128, source1_rfieldy=128, source1_placeholder="input_p",
+    source2_il=xs, source2_rfieldx=32, source2_rfieldy=32, source2_placeholder="input_xs",
+    model_dir=model, model_fullyconv=True, output_efieldx=int(efield), output_efieldy=int(efield), output_names=name)
+infer.write(path)
+print(json.dumps({"import_s": imported - started, "run_s": time.perf_counter() - imported,
+                  "pixels": infer.shape[0] * infer.shape[1]}))
+"""
+
+
+def otbtf_environment() -> dict | None:
+    """The variables `. .build/otbtf/env.sh` sets (`make otbtf`), or None when OTBTF is not built."""
+    if not OTBTF_ENV.exists():
+        return None
+    run = subprocess.run(["bash", "-c", f'. "{OTBTF_ENV}" && env -0'], capture_output=True, check=True)
+    return dict(item.split("=", 1) for item in run.stdout.decode().split("\0") if "=" in item)
+
+
+def otbtf_rows(pan, xs, plugin: dict) -> dict:
+    """Real OTBTF (pyotb's TensorflowModelServe, the seed's own calls, one fresh Python each) on the scene: the
+    tutorial's valid part (estimated_crop32, efield 64) and artifact-prone run (estimated, efield 128). Warm = its
+    write() alone (the plugin's warm rows: in-process after a warm-up); whole process = from start to exit (the
+    plugin's: one qgis_process run). `plugin` holds the plugin's {valid, artifact} x {warm Mpx/s, whole s}."""
+    env = otbtf_environment()
+    if env is None:
+        return {"otbtf_error": "OTBTF is not built (make otbtf)"}
+    rows = {}
+    for key, name, efield in (("valid", "estimated_crop32", 64), ("artifact", "estimated", 128)):
+        out = WORK / f"otbtf_{key}.tif"
+        started = time.perf_counter()
+        run = subprocess.run([sys.executable, "-c", SEED_RUN, str(pan), str(xs), MODEL, str(out), name, str(efield)],
+                             capture_output=True, text=True, env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), timeout=1800)
+        whole = time.perf_counter() - started
+        out.unlink(missing_ok=True)
+        if run.returncode:
+            return {"otbtf_error": f"OTBTF {key}: exit {run.returncode}: {run.stderr.strip()[-300:]}"}
+        figures = json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1])
+        warm = figures["pixels"] / figures["run_s"] / 1e6
+        whole_mpx = figures["pixels"] / whole / 1e6
+        rows[f"otbtf {key}"] = {"warm_mpx_per_s": warm, "whole_process_s": whole, "whole_mpx_per_s": whole_mpx}
+        rows[f"{key}/otbtf {key}, warm"] = plugin[key]["warm"] / warm
+        if plugin[key].get("whole_mpx_per_s"):
+            rows[f"{key}/otbtf {key}, whole process"] = plugin[key]["whole_mpx_per_s"] / whole_mpx
+    return rows
+
+
+def artifact_whole_process(pan, xs) -> float | None:
+    """Output Mpx/s of one whole qgis_process artifact-prone run (defaults: estimated, 128 px blocks)."""
+    out = WORK / "artifact_process.tif"
+    command = [str(QGIS_PROCESS), "run", "seamless:artifactproneinference", "--", f"MODEL={MODEL}",
+               f"SOURCE1={pan}", f"SOURCE2={xs}", f"OUTPUT={out}"]
+    started = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    seconds = time.perf_counter() - started
+    if run.returncode or not out.exists():
+        return None
+    dataset = gdal.Open(str(out))
+    pixels = dataset.RasterXSize * dataset.RasterYSize
+    dataset = None
+    out.unlink(missing_ok=True)
+    return pixels / seconds / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
@@ -203,8 +274,6 @@ def main() -> None:
     profile = {"model alone on the valid part's tiles": on_tiles(request(pan, xs)),
                "valid part, blocks discarded (no GeoTIFF write)": timed_run(request(pan, xs), None)[0],
                "model alone on 128 px blocks, batched as the sweep": blocks}
-    from osgeo import gdal
-
     a = gdal.Open(str(WORK / "valid_full.tif")).ReadAsArray(32, 32, 1024, 1024)
     b = gdal.Open(str(WORK / "valid_tutorial.tif")).ReadAsArray(0, 0, 1024, 1024)
     same_pixels = float(np.abs(a - b).max())
@@ -212,6 +281,11 @@ def main() -> None:
     rss = {size: peak_rss(size) for size in sizes}
     width, height = result.plan.size
     cold = cold_start(pan, xs, warm_s=width * height / valid / 1e6)  # the valid part's row is that warm time
+    valid_pixels = width * height
+    plugin = {"valid": {"warm": valid, "whole_mpx_per_s": valid_pixels / cold["cold_qgis_process_s"] / 1e6
+                        if cold["cold_qgis_process_s"] else None},
+              "artifact": {"warm": artifact, "whole_mpx_per_s": artifact_whole_process(pan, xs)}}
+    otbtf = otbtf_rows(pan, xs, plugin)
     unwritten = profile["valid part, blocks discarded (no GeoTIFF write)"]
     ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory,
               "sweep/theory at the model's speed on 128 px blocks": theory_blocks,
@@ -239,11 +313,19 @@ def main() -> None:
         print(f"{name:52s} {value:6.2f}")
     for size, mb in rss.items():
         print(f"peak RSS, valid part on {size} x {size}: {mb:7.0f} MB")
+    print("real OTBTF (pyotb TensorflowModelServe, the seed's calls)")
+    for name, value in otbtf.items():
+        if isinstance(value, dict):
+            print(f"  {name:30s} warm {value['warm_mpx_per_s']:6.2f} Mpx/s, whole process "
+                  f"{value['whole_process_s']:6.1f} s ({value['whole_mpx_per_s']:.2f} Mpx/s)")
+        else:
+            print(f"  {name:50s} {value if isinstance(value, str) else f'{value:6.2f}'}")
     record = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(), "cpus": os.cpu_count(),
               "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
               "profile_mpx_per_s": profile,
               "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
-              "max_abs_diff_valid_vs_tutorial": same_pixels, **cold}
+              "max_abs_diff_valid_vs_tutorial": same_pixels, **cold, "otbtf": otbtf,
+              "plugin_whole_process_mpx_per_s": {k: v["whole_mpx_per_s"] for k, v in plugin.items()}}
     (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
     with open(RESULTS / "history.jsonl", "a", encoding="utf-8") as history:  # one line per run, to compare
         history.write(json.dumps(record) + "\n")
