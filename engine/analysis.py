@@ -15,6 +15,7 @@ from math import ceil, lcm
 
 import numpy as np
 
+from . import measure_cache
 from .errors import EngineError, source_field
 from .graph import Theory, read_theory
 from .grid import build_lattice, scale_rfield
@@ -112,10 +113,15 @@ def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1
 
 
 def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5) -> Measurement:
-    """The model's border behaviour for `setup`, measured once per model fingerprint and setup (cached)."""
+    """The model's border behaviour for `setup`, measured once per model fingerprint and setup: cached on the
+    loaded model, and on disk (engine.measure_cache) for the next process."""
     key = (model.fingerprint, setup, tolerance)
     if key not in model.measurements:
-        model.measurements[key] = _measure(model, setup, tolerance)
+        found = measure_cache.load(key)
+        if found is None:
+            found = _measure(model, setup, tolerance)
+            measure_cache.store(key, found)
+        model.measurements[key] = found
     return model.measurements[key]
 
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ LABELS = SAMPLE / "data" / "labels.tif"
 QGIS_PROCESS = ROOT / "tools" / "qgis_process"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the measurement cache of this test session only (children such as qgis_process inherit it): no test reads a
+# measurement that older code stored
+os.environ["SEAMLESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="seamless-measurements-")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 # QGIS loads plugins by folder name: the checkout is exposed as .build/plugins/seamless_inference (make plugin)

@@ -152,3 +152,40 @@ def test_a_model_without_crop_outputs_gets_the_engine_crop_from_the_same_measure
 def test_the_measurement_does_not_depend_on_the_rasters_given_to_model_analysis():
     with_rasters = analyse_model(str(MODEL), [128, 0], rasters=[str(PAN), str(XS)])
     assert with_rasters.measurement is analyse_model(str(MODEL), [128, 32]).measurement
+
+
+COUNTED_ANALYSIS = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from seamless_inference.engine import analyse_model
+from seamless_inference.engine.model import SavedModel
+calls = []
+run = SavedModel.run
+SavedModel.run = lambda self, feeds, names: calls.append(1) or run(self, feeds, names)
+analysis = analyse_model(sys.argv[2], [128, 32])
+print(json.dumps({"calls": len(calls), "lost": analysis.measurement.lost, "stride": analysis.total_stride,
+                  "layers": len(analysis.theory.layers), "crop": analysis.recommended_crop()}))
+"""
+
+
+def analysis_in_a_new_process(cache) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PLUGINS
+
+    run = subprocess.run([sys.executable, "-c", COUNTED_ANALYSIS, str(PLUGINS), str(MODEL)], capture_output=True,
+                         text=True, timeout=300, check=True, env=dict(os.environ, SEAMLESS_CACHE_DIR=str(cache)))
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_new_process_reads_the_measurement_back_instead_of_running_the_model(tmp_path):
+    first = analysis_in_a_new_process(tmp_path)
+    assert first["calls"] > 10 and len(list(tmp_path.iterdir())) == 1  # measured, and kept
+    again = analysis_in_a_new_process(tmp_path)
+    assert again == dict(first, calls=0)  # the same answer, without running the model
+    for stored in tmp_path.iterdir():  # a damaged file only means measuring again
+        stored.write_bytes(b"not a measurement")
+    assert analysis_in_a_new_process(tmp_path) == first
