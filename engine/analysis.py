@@ -329,8 +329,8 @@ def _sizes_list(sizes, placeholders) -> list:
 
 
 def _setup(signature, sizes, rasters) -> tuple:
-    """Per model input: sizes (w, h), pixel steps (x, y) in lattice units, and the lattice (rasters only),
-    the rasters and notes, from the given sizes and optional rasters."""
+    """Per model input: sizes (w, h) and pixel steps (x, y) in lattice units (from the rasters' grids when given,
+    else from the sizes covering the same ground), and notes."""
     placeholders = signature.input_names
     count = len(placeholders)
     sizes = _sizes_list(sizes, placeholders)
@@ -350,7 +350,6 @@ def _setup(signature, sizes, rasters) -> tuple:
                           source_field(missing - 1))
     if sizes[0] is None:
         raise EngineError("Give source 1's size (its receptive field, in its pixels).", source_field(0, "rfield"))
-    lattice = None
     if all(rasters):
         infos = [raster_info(p, f"source {i + 1}", source_field(i)) for i, p in enumerate(rasters)]
         lattice = build_lattice([i.grid for i in infos])
@@ -369,7 +368,7 @@ def _setup(signature, sizes, rasters) -> tuple:
             raise EngineError(f"Source {index + 1}'s size {sizes[index][0]} does not cover the ground of source "
                               f"1's {sizes[0][0]} px with pixels {steps[index][0] / steps[0][0]:g} times source "
                               f"1's.", source_field(index, "rfield"))
-    return sizes, steps, lattice, rasters, notes
+    return sizes, steps, notes
 
 
 def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None = None,
@@ -388,7 +387,7 @@ def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None =
                           f"{', '.join(signature.output_names)}.", "output_names")
     base = split_crop(wanted)[0]
     base = base if signature.output(base) is not None else wanted
-    sizes, steps, lattice, rasters, notes = _setup(signature, sizes, rasters)
+    sizes, steps, notes = _setup(signature, sizes, rasters)
     placeholders = signature.input_names
     ratios = tuple(tuple(Fraction(s[a], steps[0][a]) for a in (0, 1)) for s in steps)
     measurement = measure(SavedModel.load(model_dir), Setup(base, tuple(placeholders), tuple(sizes), ratios), tolerance)
