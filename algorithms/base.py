@@ -205,6 +205,7 @@ class InferenceAlgorithm(ModelAlgorithm):
     EXTENT = "EXTENT"
     EXTENT_MODE = "EXTENT_MODE"
     BACKEND = "BACKEND"
+    CLUSTER = "CLUSTER"
     PADDING = "PADDING"
     TILE_SIZE = "TILE_SIZE"
     BATCH_SIZE = "BATCH_SIZE"
@@ -239,6 +240,11 @@ class InferenceAlgorithm(ModelAlgorithm):
             defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.BACKEND, self.tr("Backend"), [self.tr(s) for s in self.BACKEND_LABELS], defaultValue=0))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
+            self.CLUSTER, self.tr("Cluster"), optional=True),
+            "Empty = this process. A Dask scheduler address (tcp://host:8786) spreads the tiles over its workers, "
+            "which must reach the model, the rasters and the output folder; local or local:N starts N worker "
+            "processes on this machine. The pixels are the same.")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
             self.SPCSCALE, self.tr("Output spacing scale"), QgsProcessingParameterNumber.Double, 1.0,
             minValue=0.0001), "Output pixel = source 1 pixel x scale (OTBTF's output.spcscale).")))
@@ -290,9 +296,10 @@ class InferenceAlgorithm(ModelAlgorithm):
         try:
             request = self.request(parameters, context, self.sources(parameters, context))
             backend = BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)]
+            cluster = self.parameterAsString(parameters, self.CLUSTER, context).strip() or None
             result = in_engine_thread(lambda: run_inference(
                 request, output, progress=lambda f: feedback.setProgress(100.0 * f),
-                is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend))
+                is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend, cluster=cluster))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         plan = result.plan

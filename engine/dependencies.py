@@ -66,6 +66,16 @@ def import_tensorflow():
     return tf
 
 
+def import_distributed():
+    """Dask's distributed, for the Dask backend (CLUSTER), or DependencyMissing with the install command."""
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise DependencyMissing(f"A cluster needs Dask's distributed, which this Python ({sys.executable}) cannot "
+                                f"import ({exc}); install it: python3 -m pip install \"dask[distributed]\", or "
+                                "leave Cluster empty to run here.") from exc
+
+
 OTBTF_INSTALL_HINT = ("To use it, run QGIS where OTB 9 with the OTBTF module and pyotb are installed (the OTBTF "
                       "docker images, or OTB built with the OTBTF remote module, plus `pip install pyotb`), with OTB's "
                       "Python bindings (otbApplication) on PYTHONPATH or OTB_ROOT set to OTB's prefix")

@@ -35,13 +35,15 @@ class InferenceResult:
 
 def run_inference(request: InferenceRequest, output_path: str | None = None, progress=None, is_canceled=None,
                   log_info=None, backend: str = TENSORFLOW_BACKEND, sink: BlockSink | None = None,
-                  plan: Plan | None = None) -> InferenceResult:
+                  plan: Plan | None = None, cluster: str | None = None) -> InferenceResult:
     """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool.
 
     backend: "tensorflow" (this engine), "otbtf" (pyotb's TensorflowModelServe, OTBTF extent mode only) or
     "auto" (OTBTF when installed and able to run the request); the choice is logged in one line.
     sink: instead of a GeoTIFF, a BlockSink (engine.sinks) that receives the output blocks; output_path is then
     unused. plan: the request's plan when the caller already built it (`plan_inference(request)`): not built again.
+    cluster: run the tiles on a Dask cluster, `tcp://host:8786` or `local[:N]` (engine.backends.cluster); the
+    pixels are the same as here.
     """
     started = time.perf_counter()
     say = log_info or log.info
@@ -49,7 +51,7 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
         if sink is None:
             check_output_path(request, output_path)
             sink = GeoTiffSink(output_path, request.data_type, request.compression)
-        chosen, reason = choose_backend(backend, request, sink)
+        chosen, reason = choose_backend(backend, request, sink, cluster)
         say(f"Backend: {chosen.name}" + (f" ({reason})." if reason else "."))
         if plan is None:
             plan = plan_inference(request, measure_model=chosen.measures)

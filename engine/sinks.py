@@ -122,6 +122,16 @@ class GeoTiffSink:
             if band_names:
                 band.SetDescription(band_names[index])
 
+    def adopt(self, source_path: str, band_names: list) -> None:
+        """Fill the temporary file with a copy of another raster of the output's geometry (the Dask backend's
+        VRT of its parts), and name its bands."""
+        try:
+            self.dataset = gdal.Translate(self.temp_path, source_path, format="GTiff", creationOptions=self.options)
+        except RuntimeError as exc:
+            raise EngineError(f"Cannot create the output {self.path!r}: {exc}", self.field) from exc
+        for index, name in enumerate(band_names):
+            self.dataset.GetRasterBand(index + 1).SetDescription(name)
+
     def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer.
         `mask` (True over no-data) is not needed here: those pixels already hold the no-data value."""

@@ -6,6 +6,7 @@ from ..errors import EngineError
 from ..request import InferenceRequest
 from ..sinks import BlockSink
 from .base import Backend, Monitor, RunStats
+from .cluster import DaskBackend
 from .otbtf import OtbtfBackend
 from .tensorflow import TensorFlowBackend
 
@@ -13,12 +14,21 @@ AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND = "auto", "tensorflow", "otbtf"
 BACKENDS = (AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND)
 
 
-def choose_backend(requested: str, request: InferenceRequest, sink: BlockSink) -> tuple:
+def choose_backend(requested: str, request: InferenceRequest, sink: BlockSink, cluster: str | None = None) -> tuple:
     """(backend, reason or "") for "auto", "tensorflow" or "otbtf". Auto takes OTBTF when it is installed and can
     run the request into the sink, else TensorFlow; the reason says why, only where the user may care. Forcing
     OTBTF where it cannot run raises an EngineError naming `backend` (or the request's field at fault)."""
     if requested not in BACKENDS:
         raise EngineError(f"Unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}.", "backend")
+    if cluster and cluster.strip():
+        if requested == OTBTF_BACKEND:
+            raise EngineError("A cluster runs the TensorFlow backend; choose it (or Auto), or leave Cluster empty.",
+                              "backend")
+        dask = DaskBackend(cluster)
+        refusal = dask.refusal(request, sink)
+        if refusal:
+            raise EngineError(*refusal)
+        return dask, cluster.strip()
     tensorflow, otbtf = TensorFlowBackend(), OtbtfBackend()
     if requested == TENSORFLOW_BACKEND:
         return tensorflow, ""
@@ -37,4 +47,4 @@ def choose_backend(requested: str, request: InferenceRequest, sink: BlockSink) -
 
 
 __all__ = ["AUTO_BACKEND", "BACKENDS", "OTBTF_BACKEND", "TENSORFLOW_BACKEND", "Backend", "Monitor", "OtbtfBackend",
-           "RunStats", "TensorFlowBackend", "choose_backend"]
+           "RunStats", "TensorFlowBackend", "DaskBackend", "choose_backend"]

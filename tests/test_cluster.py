@@ -1,0 +1,158 @@
+"""Valid-part inference on a Dask cluster: a real scheduler and real worker processes on 127.0.0.1, started
+here with `dask scheduler` / `dask worker`; the same pixels as in this process, a lost worker costs a retry,
+a cancel leaves nothing."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import MODEL, PAN, PLUGINS, ROOT, XS, qgis_process
+from osgeo import gdal
+
+from seamless_inference.engine import Cancelled, InferenceRequest, Source, run_inference
+
+distributed = pytest.importorskip("distributed")
+DASK = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A scheduler and two single-threaded workers without nanny (a killed worker stays dead)."""
+    folder = tmp_path_factory.mktemp("cluster")
+    scheduler_file = folder / "scheduler.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGINS)] + sys.path))
+    log = open(folder / "cluster.log", "ab")  # noqa: SIM115
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], env=env, stdout=log, stderr=log,
+                                  start_new_session=True)]
+    for _ in range(2):
+        processes.append(subprocess.Popen([DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                           "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--memory-limit",
+                                           "0"], env=env, stdout=log, stderr=log, start_new_session=True))
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    address = json.loads(scheduler_file.read_text())["address"]
+    client = distributed.Client(address, timeout=60, set_as_default=False)
+    client.wait_for_workers(2, timeout=60)
+    yield address, client, processes
+    client.close()
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=30)
+    log.close()
+
+
+def multi_tile_scene(folder, size=1024) -> tuple:
+    """The sample mirrored into a size x size PAN / (size / 4)^2 XS scene (bench/scene.py)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scene import make_scene
+
+    return tuple(str(p) for p in make_scene(size, folder))
+
+
+def request(pan, xs, **changes) -> InferenceRequest:
+    return InferenceRequest(str(MODEL), (Source((str(pan),), (128, 128)), Source((str(xs),), None)), valid_part=True,
+                            **changes)
+
+
+def assert_same_raster(a_path, b_path):
+    a, b = gdal.Open(str(a_path)), gdal.Open(str(b_path))
+    assert (a.RasterXSize, a.RasterYSize, a.RasterCount) == (b.RasterXSize, b.RasterYSize, b.RasterCount)
+    assert a.GetGeoTransform() == b.GetGeoTransform() and a.GetProjection() == b.GetProjection()
+    assert np.abs(a.ReadAsArray() - b.ReadAsArray()).max() <= 1e-6
+    assert [a.GetRasterBand(i + 1).GetDescription() for i in range(a.RasterCount)] == \
+        [b.GetRasterBand(i + 1).GetDescription() for i in range(b.RasterCount)]
+
+
+def leftovers(folder) -> list:
+    return [name for name in os.listdir(folder) if "parts" in name or "partial" in name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scene", ["sample", "multi-tile"])
+def test_the_cluster_gives_the_in_process_pixels(cluster, tmp_path, scene):
+    address, _, _ = cluster
+    pan, xs = (PAN, XS) if scene == "sample" else multi_tile_scene(tmp_path / "scene")
+    changes = {} if scene == "sample" else {"tile_size": 256}
+    here, there = tmp_path / "here.tif", tmp_path / "there.tif"
+    run_inference(request(pan, xs, **changes), str(here))
+    lines, progress = [], []
+    result = run_inference(request(pan, xs, **changes), str(there), cluster=address, log_info=lines.append,
+                           progress=progress.append)
+    assert_same_raster(here, there)
+    assert lines[0] == f"Backend: Dask ({address})." and result.device == f"Dask cluster {address}"
+    assert progress[-1] == 1.0 and (scene == "sample" or len(progress) > 1)
+    assert not leftovers(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(cluster, tmp_path, monkeypatch):
+    from seamless_inference.engine.backends import cluster as backend
+
+    address, client, _ = cluster
+    pan, xs = multi_tile_scene(tmp_path / "scene")
+    here, there = tmp_path / "here.tif", tmp_path / "there.tif"
+    run_inference(request(pan, xs, tile_size=128), str(here))
+    monkeypatch.setattr(backend, "PART_PIXELS", 128 * 128 * 2)  # many small parts: some are on the victim
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    killed = []
+
+    def kill_once(fraction):
+        if not killed and fraction > 0:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(fraction)
+
+    run_inference(request(pan, xs, tile_size=128), str(there), cluster=address, progress=kill_once)
+    assert killed and killed[0] < 1.0
+    assert_same_raster(here, there)
+    assert not leftovers(tmp_path)
+
+
+@pytest.mark.slow
+def test_cancel_leaves_no_part_no_output_and_no_running_task(cluster, tmp_path, monkeypatch):
+    from seamless_inference.engine.backends import cluster as backend
+
+    address, client, _ = cluster
+    monkeypatch.setattr(backend, "PART_PIXELS", 128 * 128)  # one tile a part: the run is still going on
+    pan, xs = multi_tile_scene(tmp_path / "scene")
+    out = tmp_path / "out" / "cancelled.tif"
+    out.parent.mkdir()
+    seen = []
+    with pytest.raises(Cancelled):
+        run_inference(request(pan, xs, tile_size=128), str(out), cluster=address, progress=seen.append,
+                      is_canceled=lambda: bool(seen))
+    assert seen and seen[-1] < 1.0 and os.listdir(out.parent) == []
+    assert not any(client.processing().values())  # nothing of the run still runs on the workers
+
+
+def test_a_bad_cluster_is_a_sentence_naming_it(tmp_path):
+    from seamless_inference.engine import EngineError
+
+    for cluster, words in (("nowhere", "neither a scheduler address"), ("local:0", "neither a scheduler address"),
+                           ("tcp://127.0.0.1:9", "No Dask scheduler answers")):
+        with pytest.raises(EngineError, match=words) as error:
+            run_inference(request(PAN, XS), str(tmp_path / "out.tif"), cluster=cluster)
+        assert error.value.field == "cluster" and os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_local_2_through_qgis_process_gives_the_same_pixels(tmp_path):
+    here = tmp_path / "here.tif"
+    run_inference(request(PAN, XS), str(here))
+    there = tmp_path / "there.tif"
+    run = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                       f"SOURCE2={XS}", "CLUSTER=local:2", f"OUTPUT={there}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Backend: Dask (local:2)." in run.stdout + run.stderr
+    assert_same_raster(here, there)
+    assert not leftovers(tmp_path)
