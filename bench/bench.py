@@ -252,6 +252,39 @@ def artifact_whole_process(pan, xs) -> float | None:
     return pixels / seconds / 1e6
 
 
+def cluster_speed(pan, xs, workers: int = 2, repeats: int = 2) -> dict:
+    """Output Mpx/s of the valid part on a local Dask cluster of `workers` processes (started once, warmed up by
+    one run: the workers' TensorFlow import and model load are not counted), best of n; and the seconds to start
+    the cluster. Same request as the in-process valid part's row."""
+    import shutil
+    import tempfile
+
+    from seamless_inference.engine.backends.cluster import start_local, stop_processes
+
+    folder, processes = tempfile.mkdtemp(prefix="bench-dask-"), []
+    try:
+        started = time.perf_counter()
+        client = start_local(workers, folder, processes)
+        start_s = time.perf_counter() - started
+        address = client.scheduler.address
+        out = WORK / "cluster.tif"
+        run_inference(request(pan, xs), str(out), cluster=address)
+        best = 0.0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            result = run_inference(request(pan, xs), str(out), cluster=address)
+            width, height = result.plan.size
+            best = max(best, width * height / (time.perf_counter() - started) / 1e6)
+        out.unlink(missing_ok=True)
+        client.close()
+        return {"mpx_per_s": best, "start_s": start_s, "workers": workers}
+    except Exception as exc:  # noqa: BLE001 (a failed row, not a failed bench)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        stop_processes(processes)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
@@ -286,12 +319,15 @@ def main() -> None:
                         if cold["cold_qgis_process_s"] else None},
               "artifact": {"warm": artifact, "whole_mpx_per_s": artifact_whole_process(pan, xs)}}
     otbtf = otbtf_rows(pan, xs, plugin)
+    cluster = cluster_speed(pan, xs)
     unwritten = profile["valid part, blocks discarded (no GeoTIFF write)"]
     ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory,
               "sweep/theory at the model's speed on 128 px blocks": theory_blocks,
               "tiles/limit (margins, tile size)": profile["model alone on the valid part's tiles"] / rows["limit"],
               "no-write/tiles (reads, pipeline)": unwritten / profile["model alone on the valid part's tiles"],
               "valid/no-write (GeoTIFF write)": valid / unwritten}
+    if "mpx_per_s" in cluster:
+        ratios["cluster local:2/valid (2 cores: the overhead)"] = cluster["mpx_per_s"] / valid
     print(f"\nScene {args.size} x {args.size} PAN + {args.size // 4} x {args.size // 4} XS, "
           f"{os.cpu_count()} CPU(s), device {result.device}, tile {result.plan.tile[0]}, batch {result.plan.batch}")
     print(f"{'run':60s} {'output Mpx/s':>12s}")
@@ -313,6 +349,11 @@ def main() -> None:
         print(f"{name:52s} {value:6.2f}")
     for size, mb in rss.items():
         print(f"peak RSS, valid part on {size} x {size}: {mb:7.0f} MB")
+    if "mpx_per_s" in cluster:
+        print(f"valid part on a local Dask cluster of {cluster['workers']} workers: {cluster['mpx_per_s']:.2f} Mpx/s "
+              f"(cluster started in {cluster['start_s']:.1f} s, not counted)")
+    else:
+        print(f"valid part on a local Dask cluster: FAILED {cluster['error']}")
     print("real OTBTF (pyotb TensorflowModelServe, the seed's calls)")
     for name, value in otbtf.items():
         if isinstance(value, dict):
@@ -324,7 +365,7 @@ def main() -> None:
               "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
               "profile_mpx_per_s": profile,
               "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
-              "max_abs_diff_valid_vs_tutorial": same_pixels, **cold, "otbtf": otbtf,
+              "max_abs_diff_valid_vs_tutorial": same_pixels, **cold, "otbtf": otbtf, "cluster": cluster,
               "plugin_whole_process_mpx_per_s": {k: v["whole_mpx_per_s"] for k, v in plugin.items()}}
     (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
     with open(RESULTS / "history.jsonl", "a", encoding="utf-8") as history:  # one line per run, to compare

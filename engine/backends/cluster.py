@@ -235,6 +235,10 @@ def start_local(count: int, folder: str, processes: list):
     """A scheduler and `count` single-threaded worker processes on 127.0.0.1, started with a real Python."""
     distributed = import_distributed()
     python, env = python_executable(), worker_environment()
+    # the workers share this machine's cores: TensorFlow's thread pools sized for one worker each
+    threads = str(max(1, (os.cpu_count() or 1) // count))
+    env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+    env.setdefault("TF_NUM_INTEROP_THREADS", threads)
     if python is None:
         raise EngineError("No Python interpreter of this installation was found to start Dask workers with.",
                           "cluster")
