@@ -156,3 +156,25 @@ def test_local_2_through_qgis_process_gives_the_same_pixels(tmp_path):
     assert "Backend: Dask (local:2)." in run.stdout + run.stderr
     assert_same_raster(here, there)
     assert not leftovers(tmp_path)
+
+
+WITHOUT_DASK = """
+import sys
+sys.modules["distributed"] = None  # as if Dask were not installed
+sys.path.insert(0, sys.argv[1])
+from seamless_inference.engine import DependencyMissing, InferenceRequest, Source, run_inference
+request = InferenceRequest(sys.argv[2], (Source((sys.argv[3],), (128, 128)), Source((sys.argv[4],), None)))
+run_inference(request, sys.argv[5])  # here: no Dask needed
+try:
+    run_inference(request, sys.argv[5] + ".cluster.tif", cluster="local:2")
+except DependencyMissing as exc:
+    print("MISSING", exc)
+"""
+
+
+def test_without_dask_the_engine_runs_and_a_cluster_says_how_to_install_it(tmp_path):
+    run = subprocess.run([sys.executable, "-c", WITHOUT_DASK, str(PLUGINS), str(MODEL), str(PAN), str(XS),
+                          str(tmp_path / "out.tif")], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "MISSING A cluster needs Dask's distributed" in run.stdout and 'pip install "dask[distributed]"' in run.stdout
+    assert sorted(os.listdir(tmp_path)) == ["out.tif"]
