@@ -49,17 +49,22 @@ $(PLUGIN_LINK):
 # clone) or when the build fails, the reason goes to $(OTB_DIR).unavailable and the tests that need OTB skip.
 otb: $(OTB_DIR)/.built
 
-$(OTB_DIR)/.built: | venv
-	@mkdir -p .build; if [ ! -f $(OTB_SCRIPT) ]; then \
-	  echo "$(OTB_SCRIPT) not found (it lives in ../shared beside the clone)" > $(OTB_DIR).unavailable; \
-	  echo "OTB bindings not built: $$(cat $(OTB_DIR).unavailable)"; \
-	elif bash $(OTB_SCRIPT) $(OTB_DIR) $(CURDIR)/$(PY) > .build/otb-build.log 2>&1; then \
-	  rm -f $(OTB_DIR).unavailable && touch $@ && tail -1 .build/otb-build.log; \
+# $(call build_once,SCRIPT,DIR,WHAT): bash SCRIPT DIR PYTHON, then the stamp DIR/.built; without SCRIPT (it lives in
+# ../shared, beside the clone in CI) or when it fails, the reason goes to DIR.unavailable and the tests skip with it
+define build_once
+	@mkdir -p .build; if [ ! -f $(1) ]; then \
+	  echo "$(1) not found (it lives in ../shared beside the clone)" > $(2).unavailable; \
+	  echo "$(3) not built: $$(cat $(2).unavailable)"; \
+	elif bash $(1) $(2) $(CURDIR)/$(PY) > $(2)-build.log 2>&1; then \
+	  rm -f $(2).unavailable && touch $(2)/.built && tail -1 $(2)-build.log; \
 	else \
-	  echo "building OTB's Python bindings failed, see .build/otb-build.log: $$(tail -1 .build/otb-build.log)" \
-	    > $(OTB_DIR).unavailable; \
-	  echo "OTB bindings not built: $$(cat $(OTB_DIR).unavailable)"; \
+	  echo "building $(3) failed, see $(2)-build.log: $$(tail -1 $(2)-build.log)" > $(2).unavailable; \
+	  echo "$(3) not built: $$(cat $(2).unavailable)"; \
 	fi
+endef
+
+$(OTB_DIR)/.built: | venv
+	$(call build_once,$(OTB_SCRIPT),$(OTB_DIR),OTB Python bindings)
 
 # OTBTF 4.2.2's TensorflowModelServe (source in ../shared/vendor) built against Debian's OTB and the venv's
 # TensorFlow, with its own OTB bindings, so that the OTBTF backend and the seed's pyotb calls are tested and
@@ -67,16 +72,7 @@ $(OTB_DIR)/.built: | venv
 otbtf: $(OTBTF_DIR)/.built
 
 $(OTBTF_DIR)/.built: | venv
-	@mkdir -p .build; if [ ! -f $(OTBTF_SCRIPT) ]; then \
-	  echo "$(OTBTF_SCRIPT) not found (it lives in ../shared beside the clone)" > $(OTBTF_DIR).unavailable; \
-	  echo "OTBTF not built: $$(cat $(OTBTF_DIR).unavailable)"; \
-	elif bash $(OTBTF_SCRIPT) $(OTBTF_DIR) $(CURDIR)/$(PY) > .build/otbtf-build.log 2>&1; then \
-	  rm -f $(OTBTF_DIR).unavailable && touch $@ && tail -1 .build/otbtf-build.log; \
-	else \
-	  echo "building OTBTF failed, see .build/otbtf-build.log: $$(tail -1 .build/otbtf-build.log)" \
-	    > $(OTBTF_DIR).unavailable; \
-	  echo "OTBTF not built: $$(cat $(OTBTF_DIR).unavailable)"; \
-	fi
+	$(call build_once,$(OTBTF_SCRIPT),$(OTBTF_DIR),OTBTF)
 
 demo: install
 	$(PY) tools/demo.py
