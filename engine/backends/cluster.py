@@ -5,7 +5,9 @@ that scheduling costs little. Each worker loads the model once (SavedModel.load 
 itself from their paths (a shared file system, or GDAL's /vsicurl/, /vsis3/) and writes its part as a GeoTIFF
 into a parts folder beside the output, which every worker and this client must reach. The client is never the
 path of the pixels through Dask: when every part is there it builds a VRT of them and copies it into the
-output GeoTIFF (renamed into place only then, as every output), and removes the parts. A worker lost mid-run
+output GeoTIFF (renamed into place only then, as every output), and removes the parts. When every worker is on
+this machine's loopback (`local[:N]`, or a cluster started here), the workers send their blocks back instead and
+this process writes them as they come: the output is written once, as in-process. A worker lost mid-run
 costs Dask a retry of its parts (each part is written under a temporary name: a retry rewrites it whole); a
 cancel cancels the futures, tells running parts to stop after their batch, and removes every part.
 
@@ -35,6 +37,7 @@ from .base import Monitor, RunStats
 from .tensorflow import GDAL_CACHE_BYTES, read_batch, run_batch, write_batch
 
 PART_PIXELS = 4_000_000  # output pixels a part aims at: a few model calls, against ~10 ms of scheduling
+LOOPBACK_BLOCKS = True   # workers all on this machine send their blocks back (False: part files, as elsewhere)
 START_TIMEOUT = 120      # seconds for a local cluster's scheduler and workers to come up
 
 
@@ -54,27 +57,58 @@ class DaskBackend:
         return None
 
     def run(self, plan: Plan, sink: GeoTiffSink, monitor: Monitor) -> RunStats:
-        """Compute the parts on the cluster, then assemble them into the sink's file."""
+        """Compute the parts on the cluster: workers on this machine send their blocks back and this process writes
+        them (one write of the output, as in-process); elsewhere they write part files that this process assembles
+        (the pixels do not travel through it)."""
         distributed = import_distributed()
-        parts = split(plan)
-        folder = os.path.join(os.path.dirname(os.path.abspath(sink.path)),
-                              f".{os.path.basename(sink.path)}.{uuid.uuid4().hex[:8]}.parts")
-        os.makedirs(folder)
+        parts, folder = split(plan), None
         try:
             with connect(self.cluster, monitor.say) as client:
-                workers = len(client.scheduler_info()["workers"])
+                addresses = list(client.scheduler_info()["workers"])
+                workers = len(addresses)
+                if not (LOOPBACK_BLOCKS and all(_on_this_machine(address) for address in addresses)):
+                    folder = os.path.join(os.path.dirname(os.path.abspath(sink.path)),
+                                          f".{os.path.basename(sink.path)}.{uuid.uuid4().hex[:8]}.parts")
+                    os.makedirs(folder)
                 monitor.say(f"Cluster {self.cluster}: {workers} worker(s), {len(parts)} part(s) of "
-                            f"{sum(len(p) for p in parts)} tile(s) of {plan.tile[0]} x {plan.tile[1]} px.")
+                            f"{sum(len(p) for p in parts)} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
+                            + (", parts written beside the output." if folder else ", blocks sent back here."))
                 stop = distributed.Event(f"seamless-stop-{uuid.uuid4().hex}", client=client)
-                futures = [client.submit(compute_part, plan, part, os.path.join(folder, f"part{index:05d}.tif"),
-                                         stop.name, key=f"seamless-part-{uuid.uuid4().hex[:8]}-{index}", retries=2,
-                                         pure=False)
+                run_id = uuid.uuid4().hex[:8]
+                futures = [client.submit(compute_part, plan, part, os.path.join(folder, f"part{index:05d}.tif")
+                                         if folder else None, stop.name, key=f"seamless-part-{run_id}-{index}",
+                                         retries=2, pure=False)
                            for index, part in enumerate(parts)]
-                paths = gather(client, futures, stop, monitor)
-            assemble(paths, plan, sink)
+                if folder is None:
+                    sink.open(plan)
+                    try:
+                        gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks))
+                        sink.commit()
+                    except BaseException:
+                        sink.abort()
+                        raise
+                else:
+                    gather(client, futures, stop, monitor)
+                    assemble([f.result() for f in futures], plan, sink)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
         return RunStats(sum(len(p) for p in parts), 0, f"Dask cluster {self.cluster}")
+
+
+def _on_this_machine(address: str) -> bool:
+    """Whether a worker's address is on this machine's loopback (local[:N], or a cluster started here)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def _write_blocks(sink: GeoTiffSink, blocks: list) -> None:
+    """A part's blocks, as a worker recorded them, into the output."""
+    for x0, y0, block, mask, nodata in blocks:
+        if nodata is not None:
+            sink.declare_nodata(nodata)
+        sink.write(x0, y0, block, mask)
+    sink.flush()
 
 
 def split(plan: Plan) -> list:
@@ -89,8 +123,9 @@ def split(plan: Plan) -> list:
     return parts
 
 
-def gather(client, futures: list, stop, monitor: Monitor) -> list:
-    """The parts' paths in order, reporting progress as parts complete; a cancel stops everything."""
+def gather(client, futures: list, stop, monitor: Monitor, each=None) -> None:
+    """Wait for the parts, reporting progress as they complete and handing each result to `each` (then dropping
+    it from the cluster); a cancel or a failure stops everything."""
     pending, done = set(futures), 0
     while pending:
         if monitor.canceled():
@@ -110,9 +145,11 @@ def gather(client, futures: list, stop, monitor: Monitor) -> list:
                 stop.set()
                 client.cancel(futures, force=True)
                 raise future.exception()
+            if each is not None:
+                each(future.result())
+                future.release()
         done += len(finished)
         monitor.advance(done / len(futures))
-    return [f.result() for f in futures]
 
 
 def _running(client) -> list:
@@ -120,21 +157,25 @@ def _running(client) -> list:
     return [key for keys in client.processing().values() for key in keys]
 
 
-def compute_part(plan: Plan, part: list, path: str, stop_name: str) -> str:
-    """On a worker: the part's tiles through the model (loaded once per worker), into a GeoTIFF of its window."""
+def compute_part(plan: Plan, part: list, path: str | None, stop_name: str):
+    """On a worker: the part's tiles through the model (loaded once per worker), into a GeoTIFF of its window at
+    `path` (returned), or, without a path, as the blocks to write: [(x0, y0, block, mask, no-data or None)]."""
     distributed = import_distributed()
     stop = distributed.Event(stop_name)
     model = SavedModel.load(plan.request.model_dir)
     with gdal_session(GDAL_CACHE_BYTES):
         readers = [SourceReader(list(s.paths), plan.request.padding) for s in plan.request.sources]
-        (rows, _), first = clip(plan, *part[0])
-        (_, cols), last = clip(plan, *part[-1])  # one tile row: the part spans first..last, one row high
-        width, height = last[0] + cols.stop - cols.start - first[0], rows.stop - rows.start
-        gt = plan.geotransform
-        sink = GeoTiffSink(path, plan.request.data_type, "none")
-        sink.create(width, height, plan.bands, (gt[0] + first[0] * gt[1], gt[1], 0.0, gt[3] + first[1] * gt[5], 0.0,
-                                                gt[5]), plan.crs_wkt, list(plan.band_names))
-        placed = _Offset(sink, first)
+        if path is None:
+            target = _Collect()
+        else:
+            (rows, _), first = clip(plan, *part[0])
+            (_, cols), last = clip(plan, *part[-1])  # one tile row: the part spans first..last, one row high
+            width, height = last[0] + cols.stop - cols.start - first[0], rows.stop - rows.start
+            gt = plan.geotransform
+            sink = GeoTiffSink(path, plan.request.data_type, "none")
+            sink.create(width, height, plan.bands, (gt[0] + first[0] * gt[1], gt[1], 0.0, gt[3] + first[1] * gt[5],
+                                                    0.0, gt[5]), plan.crs_wkt, list(plan.band_names))
+            target = _Offset(sink, first)
         try:
             for start in range(0, len(part), plan.batch):
                 if stop.is_set():
@@ -142,11 +183,28 @@ def compute_part(plan: Plan, part: list, path: str, stop_name: str) -> str:
                 group = part[start:start + plan.batch]
                 feeds, keep, masks = read_batch(plan, readers, group)
                 outputs = run_batch(plan, model, feeds, keep) if keep else []
-                write_batch(plan, placed, group, keep, outputs, masks)
-            return sink.commit()
+                write_batch(plan, target, group, keep, outputs, masks)
+            return target.blocks if path is None else sink.commit()
         except BaseException:
-            sink.abort()
+            if path is not None:
+                sink.abort()
             raise
+
+
+class _Collect:
+    """A sink that records the blocks, to send them back to the client."""
+
+    def __init__(self):
+        self.blocks, self.nodata = [], None
+
+    def write(self, x0, y0, block, mask=None):
+        self.blocks.append((x0, y0, block, mask, self.nodata))
+
+    def declare_nodata(self, value):
+        self.nodata = value
+
+    def flush(self):
+        """Nothing to flush."""
 
 
 class _Offset:
