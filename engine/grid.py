@@ -123,6 +123,25 @@ def check_overlap(sources: tuple, names: list, axis_name: str) -> None:
                               f"{names[0]}); choose rasters that cover the same area.", source_field(index - 1))
 
 
+def check_coverage(sources: tuple, out: Axis, first: int, end: int, margins: tuple, names: list,
+                   axis_name: str) -> None:
+    """Full mode: inside source 1's footprint, every source must cover what the written output pixels
+    [first, end) read: those pixels widened by `margins` (output pixels the model reads before and after an
+    output pixel, measured), short of less than one of its own pixels at either end. Beyond the image edges the
+    virtual padding stands for data; inside, a source that stops early would feed the model padding where the
+    scene has data, and the output would be wrong there without a word (a shifted or partial XS)."""
+    lo = max(sources[0].offset, out.offset + (first - margins[0]) * out.step)
+    hi = min(sources[0].end, out.offset + (end + margins[1]) * out.step)
+    for index, (axis, name) in enumerate(zip(sources[1:], names[1:]), start=1):
+        if axis.offset - lo >= axis.step or hi - axis.end >= axis.step:
+            unit = sources[0].step
+            raise EngineError(f"{name} does not cover the area to compute: along {axis_name} it spans "
+                              f"[{axis.offset / unit:g}, {axis.end / unit:g}) and the output reads [{lo / unit:g}, "
+                              f"{hi / unit:g}), in pixels of {names[0]}; the model would see padding instead of "
+                              f"{name}'s data there. Give a {name} covering {names[0]}, or set the extent to the "
+                              "area both cover.", source_field(index))
+
+
 def full_axis(ref: Axis, out_step: int) -> Axis:
     """Full mode: the output covers source 1's whole extent, from its corner (the last pixel may overhang)."""
     return Axis(ref.offset, out_step, ceil(ref.size * ref.step / out_step))

@@ -143,6 +143,10 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
         base_xy, quantum = (bx, by), (qx, qy)
 
     window = _window(request.extent, infos[0].grid, lattice, out_x, out_y)
+    if request.extent_mode == FULL:  # what an output pixel reads around it: the measured border loss, per side
+        left, top, right, bottom = measurement.lost
+        g.check_coverage(lattice.sources_x, out_x, window[0], window[2], (left, right), names, "x")
+        g.check_coverage(lattice.sources_y, out_y, window[1], window[3], (top, bottom), names, "y")
     # tiles start on the lattice at or just before the written window (any lattice point gives the same pixels)
     base_xy = tuple(b + (window[a] - b) // quantum[a] * quantum[a] for a, b in enumerate(base_xy))
     tile = _tile_size(request, quantum, efield, exact, window, base_xy)

@@ -220,6 +220,33 @@ def test_rasters_that_do_not_overlap(provider, tmp_path):
     check(run(VALID, tmp_path, SOURCE2=[xs]), "does not overlap", "SOURCE2")
 
 
+def test_a_source_covering_part_of_source_1_is_refused_not_padded(provider, tmp_path):
+    # an XS over a quarter of the PAN, and one shifted by 60 XS pixels: the model would see mirror padding where
+    # the scene has data, and be wrong there without a word
+    quarter = write_raster(tmp_path / "quarter.tif", xs_data()[:, :63, :63], spacing=2.4)
+    check(run(VALID, tmp_path, SOURCE2=[quarter]), "source 2 does not cover the area to compute", "padding instead",
+          "set the extent to the area both cover", "[parameter SOURCE2]")
+    shifted = write_raster(tmp_path / "shifted.tif", xs_data(), origin=(SAMPLE_ORIGIN[0] + 144, SAMPLE_ORIGIN[1]),
+                           spacing=2.4)
+    check(run(ARTIFACT, tmp_path, SOURCE2=[shifted]), "does not cover", "along x", "[parameter SOURCE2]")
+
+
+def test_an_extent_inside_the_area_both_cover_runs_and_gives_the_full_pixels(provider, tmp_path):
+    import processing
+
+    quarter = write_raster(tmp_path / "quarter.tif", xs_data()[:, :63, :63], spacing=2.4)
+    x0, y0 = SAMPLE_ORIGIN
+    inside = f"{x0 + 20},{x0 + 130},{y0 - 130},{y0 - 20} [EPSG:32631]"
+    common = {"MODEL": str(MODEL), "SOURCE1": [str(PAN)], "EXTENT": inside}
+    part = processing.run(VALID, dict(common, SOURCE2=[quarter], OUTPUT=str(tmp_path / "part.tif")))["OUTPUT"]
+    whole = processing.run(VALID, dict(common, SOURCE2=[str(XS)], OUTPUT=str(tmp_path / "whole.tif")))["OUTPUT"]
+    a, b = (gdal.Open(p) for p in (part, whole))
+    assert a.GetGeoTransform() == b.GetGeoTransform() and np.abs(a.ReadAsArray() - b.ReadAsArray()).max() <= 1e-6
+    # up to PAN pixel 240 of the XS's 252: the last output pixels read 16 px further (the model's measured reach)
+    near = f"{x0 + 20},{x0 + 144},{y0 - 130},{y0 - 20} [EPSG:32631]"
+    check(run(VALID, tmp_path, SOURCE2=[quarter], EXTENT=near), "output reads [2, 256)", "[parameter SOURCE2]")
+
+
 def test_rasters_in_different_crs(provider, tmp_path):
     xs = write_raster(tmp_path / "xs32630.tif", xs_data(), spacing=2.4, epsg=32630)
     check(run(VALID, tmp_path, SOURCE2=[xs]), "not in the same CRS", "SOURCE2")
