@@ -99,13 +99,21 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     names = source_names(len(request.sources))
     signature = model.signature if model else read_signature(request.model_dir)
     infos, channels = _read_sources(request, names)
+    notes = []
+    declared = [replace(s, nodata=i.nodata) if s.nodata is None and i.nodata is not None else s
+                for s, i in zip(request.sources, infos)]
+    for name, given, used in zip(names, request.sources, declared):
+        if used is not given:
+            notes.append(f"{name}: no-data value {used.nodata:g}, declared by its raster (tiles all no-data are "
+                         "skipped, output pixels over no-data are masked).")
+    request = replace(request, sources=tuple(declared))
     placeholders = _resolve_placeholders(request, signature, names, channels)
     lattice = g.build_lattice([i.grid for i in infos], request.spcscale, names)
     request = replace(request, sources=_resolve_rfields(request, lattice))
     output_names = _resolve_outputs(request, signature)
     rfields = [s.rfield for s in request.sources]
 
-    notes, measurement, exact = [], None, None
+    measurement, exact = None, None
     if not request.output_names and not request.valid_part:
         notes.append(f"Output: {output_names[0]} (the model's raw output).")
     base = split_crop(output_names[0])[0]

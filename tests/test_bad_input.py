@@ -319,6 +319,32 @@ def test_nodata_tiles_are_skipped_and_partly_empty_ones_masked(provider, tmp_pat
     assert np.allclose(values[:, :380, 256:].sum(axis=0), 1.0, atol=1e-5)
 
 
+def test_file_declared_nodata_counts_without_the_nodata_parameter(provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Capture(QgsProcessingFeedback):
+        lines = []
+
+        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+            Capture.lines.append(info)
+
+    data = pan_data()
+    data[:, :256] = 0
+    pan = write_raster(tmp_path / "declared.tif", data, nodata=0)  # no SOURCE1_NODATA given
+    result = processing.run(ARTIFACT, {"MODEL": str(MODEL), "SOURCE1": [pan], "SOURCE2": [str(XS)],
+                                       "OUTPUT": str(tmp_path / "declared_out.tif")}, feedback=Capture())
+    values = gdal.Open(result["OUTPUT"]).ReadAsArray()
+    assert (values[:, :, :256] == 0).all() and np.allclose(values[:, :380, 256:].sum(axis=0), 1.0, atol=1e-5)
+    assert any(line.startswith("source 1: no-data value 0, declared by its raster") for line in Capture.lines)
+    # an all-no-data raster gets no predictions: the background, declared no-data
+    empty = write_raster(tmp_path / "empty.tif", np.zeros_like(data), nodata=0)
+    result = processing.run(VALID, {"MODEL": str(MODEL), "SOURCE1": [empty], "SOURCE2": [str(XS)],
+                                    "OUTPUT": str(tmp_path / "empty_out.tif")})
+    out = gdal.Open(result["OUTPUT"])
+    assert (out.ReadAsArray() == 0).all() and out.GetRasterBand(1).GetNoDataValue() == 0.0
+
+
 # --- the output ------------------------------------------------------------------------------------------
 
 def test_output_folder_missing(provider, tmp_path):
