@@ -186,7 +186,10 @@ OTBTF_ENV = ROOT / ".build" / "otbtf" / "env.sh"
 SEED_RUN = """
 import json, sys, time
 started = time.perf_counter()
-import pyotb
+try:  # pyotb raises SystemExit without OTB: a clear exit, not a traceback
+    import pyotb
+except (ImportError, SystemExit, SystemError) as exc:
+    sys.exit(f"pyotb with OTBTF is not importable: {type(exc).__name__}: {exc}")
 imported = time.perf_counter()
 pan, xs, model, path, name, efield = sys.argv[1:7]
 infer = pyotb.TensorflowModelServe(n_sources=2,

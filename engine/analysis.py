@@ -59,13 +59,19 @@ class Measurement:
         return self.probe.tile_output
 
     @property
+    def theory_window(self) -> tuple | None:
+        """Exact output pixels by the graph, ((x_first, x_end), (y_first, y_end)), or None when not followed."""
+        geo = self.theory.outputs.get(self.setup.output_name) if self.theory else None
+        return geo.window if geo else None
+
+    @property
     def theory_lost(self) -> tuple | None:
         """Pixels the graph says a tile border pollutes: (left, top, right, bottom), or None."""
-        geo = self.theory.outputs.get(self.setup.output_name) if self.theory else None
-        if geo is None:
+        window = self.theory_window
+        if window is None:
             return None
-        (x0, x1), (y0, y1) = geo.window
-        w, h = geo.size
+        (x0, x1), (y0, y1) = window
+        w, h = self.theory.outputs[self.setup.output_name].size
         return (x0, y0, w - x1, h - y1) if x1 > x0 and y1 > y0 else (w, h, w, h)
 
     @property
@@ -240,8 +246,7 @@ class ModelAnalysis:
     @property
     def theory_window(self) -> tuple | None:
         """Exact output pixels by the graph, or None when it could not be followed."""
-        geo = self.theory.outputs.get(self.output_name) if self.theory else None
-        return geo.window if geo else None
+        return self.measurement.theory_window
 
     @property
     def theory_lost(self) -> tuple | None:

@@ -16,6 +16,7 @@ from conftest import MODEL, PAN, PLUGINS, ROOT, XS, qgis_process
 from osgeo import gdal
 
 from seamless_inference.engine import Cancelled, InferenceRequest, Source, run_inference
+from seamless_inference.engine.backends.cluster import stop_processes
 
 distributed = pytest.importorskip("distributed")
 DASK = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
@@ -47,15 +48,7 @@ def cluster(tmp_path_factory):
     client.wait_for_workers(2, timeout=60)
     yield address, client, start_worker
     client.close()
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    stop_processes(processes)
     log.close()
 
 

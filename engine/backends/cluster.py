@@ -29,7 +29,7 @@ from osgeo import gdal
 from ..dependencies import import_distributed, python_executable
 from ..errors import Cancelled, EngineError
 from ..model import SavedModel
-from ..planning import Plan, clip, tiles
+from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
 from ..sinks import BlockSink, GeoTiffSink
@@ -62,6 +62,7 @@ class DaskBackend:
         (the pixels do not travel through it)."""
         distributed = import_distributed()
         parts, folder = split(plan), None
+        count = sum(len(p) for p in parts)
         try:
             with connect(self.cluster, monitor.say) as client:
                 addresses = list(client.scheduler_info()["workers"])
@@ -71,7 +72,7 @@ class DaskBackend:
                                           f".{os.path.basename(sink.path)}.{uuid.uuid4().hex[:8]}.parts")
                     os.makedirs(folder)
                 monitor.say(f"Cluster {self.cluster}: {workers} worker(s), {len(parts)} part(s) of "
-                            f"{sum(len(p) for p in parts)} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
+                            f"{count} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
                             + (", parts written beside the output." if folder else ", blocks sent back here."))
                 stop = distributed.Event(f"seamless-stop-{uuid.uuid4().hex}", client=client)
                 run_id = uuid.uuid4().hex[:8]
@@ -93,7 +94,7 @@ class DaskBackend:
         finally:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
-        return RunStats(sum(len(p) for p in parts), 0, f"Dask cluster {self.cluster}")
+        return RunStats(count, 0, f"Dask cluster {self.cluster}")
 
 
 def _on_this_machine(address: str) -> bool:
@@ -112,14 +113,12 @@ def _write_blocks(sink: GeoTiffSink, blocks: list) -> None:
 
 
 def split(plan: Plan) -> list:
-    """The plan's tiles as parts: runs of adjacent tiles in one tile row, about PART_PIXELS output pixels each."""
+    """The plan's tiles as parts: its runs of adjacent tiles (planning.runs), cut to about PART_PIXELS output
+    pixels each."""
     per_part = max(1, PART_PIXELS // (plan.tile[0] * plan.tile[1]))
-    parts = []
-    for tile in tiles(plan):
-        if parts and len(parts[-1]) < per_part and parts[-1][-1][1] == tile[1]:
-            parts[-1].append(tile)
-        else:
-            parts.append([tile])
+    todo, parts = tiles(plan), []
+    for first, count in runs(plan, todo):
+        parts += [todo[start:min(start + per_part, first + count)] for start in range(first, first + count, per_part)]
     return parts
 
 
