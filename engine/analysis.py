@@ -19,6 +19,7 @@ from . import measure_cache
 from .errors import EngineError, source_field
 from .graph import Theory, read_theory
 from .grid import build_lattice, scale_rfield
+from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
 from .probe import ProbeResult, ProbeSource, probe_model
 from .raster import raster_info
@@ -133,6 +134,11 @@ def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5) -> Measure
 
 def _measure(model: SavedModel, setup: Setup, tolerance: float) -> Measurement:
     name, sizes = setup.output_name, setup.sizes
+    channels = [model.signature.input(p).channels or 1 for p in setup.placeholders]
+    # the probe cuts its windows from two random images of about 6 x 6 receptive fields per source (engine.probe)
+    check_memory(sum(36 * 2 * 4 * w * h * c for (w, h), c in zip(sizes, channels)),
+                 f"Measuring the model on a {sizes[0][0]} x {sizes[0][1]} px receptive field", source_field(0, "rfield"),
+                 "give a smaller receptive field (the model's training patch size, e.g. 128 to 512)")
     feeds = {p: np.zeros((1, s[1], s[0], model.signature.input(p).channels or 1), np.float32)
              for p, s in zip(setup.placeholders, sizes)}
     try:

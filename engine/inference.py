@@ -16,6 +16,7 @@ from .model import SavedModel
 from .planning import Plan, input_shapes, plan_inference, tiles
 from .raster import gdal_session
 from .request import InferenceRequest
+from .signals import signals_cancel
 from .sinks import BlockSink, GeoTiffSink, check_output_path
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     """
     started = time.perf_counter()
     say = log_info or log.info
-    with gdal_session():
+    with gdal_session(), signals_cancel(is_canceled) as is_canceled:
         if sink is None:
             check_output_path(request, output_path)
             sink = GeoTiffSink(output_path, request.data_type, request.compression)

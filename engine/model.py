@@ -220,23 +220,43 @@ class SavedModel:
             cls._cache[stamp] = model
             return model
 
-    def run(self, feeds: dict, output_names: list) -> dict:
-        """Run the signature on {placeholder: (n, h, w, c) array}; return {name: (n, h, w, c) float32}."""
+    def run(self, feeds: dict, output_names: list, fields: dict | None = None) -> dict:
+        """Run the signature on {placeholder: (n, h, w, c) array}; return {name: (n, h, w, c) float32}.
+
+        Inputs are cast to the placeholder's type: integer types refuse values that do not fit them (uint8 would
+        wrap 300 to 44). A model exported with a fixed batch dimension gets batches of exactly that size.
+        `fields`: {placeholder: request field} for the errors.
+        """
+        fields = fields or {}
+        infos = {name: self.signature.input(name) for name in feeds}
+        arrays = {info.name: cast_input(array, info, fields.get(name)) for (name, array), info
+                  in zip(feeds.items(), infos.values())}
+        count = len(next(iter(arrays.values())))
+        fixed = {i.shape[0] for i in infos.values() if i.shape is not None and i.shape[0] is not None}
+        step = fixed.pop() if fixed else count
+        parts = []
+        for start in range(0, count, step):
+            chunk = {k: v[start:start + step] for k, v in arrays.items()}
+            short = step - len(next(iter(chunk.values())))
+            if short:  # the last, partial batch of a fixed-batch model: padded with copies of its last tile
+                chunk = {k: np.concatenate([v] + [v[-1:]] * short) for k, v in chunk.items()}
+            result = self._run_once(chunk, output_names, fields)
+            parts.append({k: v[:len(v) - short] for k, v in result.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in output_names}
+
+    def _run_once(self, arrays: dict, output_names: list, fields: dict) -> dict:
         tf = import_tensorflow()
-        tensors = {}
-        for name, array in feeds.items():
-            info = self.signature.input(name)
-            tensors[info.name] = tf.convert_to_tensor(array.astype(info.dtype, copy=False))
+        tensors = {name: tf.convert_to_tensor(array) for name, array in arrays.items()}
         keys = tuple(self.signature.output(n).name for n in output_names)
         try:
             results = dict(zip(keys, self._runner(keys)(tensors)))
-            self._shapes.add(self._shape_key(feeds, output_names))
+            self._shapes.add(self._shape_key(arrays, output_names))
         except Exception as exc:
             shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
-            raise EngineError(f"The model failed on input tensors {shapes} (TensorFlow: {_first_line(exc)}). "
-                              "Check the receptive fields: a strided network needs input sizes that are "
-                              "multiples of its total stride (Model analysis measures it; 16 for the sample), "
-                              "and the placeholders.", "sources[0].rfield") from exc
+            message, field = explain_failure(exc, shapes, self.signature, fields)
+            raise EngineError(message, field) from exc
         out = {}
         for name, key in zip(output_names, keys):
             value = np.asarray(results[key])
@@ -246,6 +266,49 @@ class SavedModel:
                 value = value[:, np.newaxis, np.newaxis, :]
             out[name] = value.astype(np.float32, copy=False)
         return out
+
+
+def cast_input(array: np.ndarray, info: TensorInfo, field: str | None) -> np.ndarray:
+    """`array` as the placeholder's type; an integer type refuses values outside its range, and rounds."""
+    dtype = np.dtype(info.dtype) if info.dtype not in ("bfloat16",) else np.dtype(np.float32)
+    if dtype.kind not in "iu":
+        return array.astype(dtype, copy=False)
+    limits = np.iinfo(dtype)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < limits.min or high > limits.max or not np.isfinite([low, high]).all():
+        raise EngineError(f"The model's input {info.name!r} is {dtype.name} ({limits.min} to {limits.max}) but the "
+                          f"raster values go from {low:g} to {high:g}: they would wrap around. Rescale the raster "
+                          f"to {limits.min}..{limits.max} first (e.g. Raster calculator or gdal_translate -scale), or "
+                          "give the raster the model was trained on.", field)
+    return np.rint(array).astype(dtype)
+
+
+def explain_failure(exc: Exception, shapes: str, signature: ModelSignature, fields: dict) -> tuple:
+    """(message, field) for a TensorFlow failure: the common causes recognised, with their fix."""
+    text = str(exc)
+    first = _first_line(exc)
+    rfield = fields.get(next(iter(fields), None)) if fields else None
+    rfield = (rfield + ".rfield") if rfield else "sources[0].rfield"
+    if isinstance(exc, MemoryError) or any(k in text for k in ("ResourceExhausted", "OOM when allocating",
+                                                               "out of memory", "Unable to allocate")):
+        return (f"The model ran out of memory on input tensors {shapes}; give a smaller batch size (BATCH_SIZE, "
+                "e.g. 1) or tile size (TILE_SIZE).", "batch_size")
+    if "assertion failed" in text or "Assert" in first:
+        return (f"The model itself raised an error on input tensors {shapes} (TensorFlow: {first}); the inputs fit "
+                "its signature, so look at the model's own checks.", "model_dir")
+    if any(k in text for k in ("incompatible", "input_signature", "Incompatible shapes", "Dimensions must be", "ConcatOp", "does not match",
+                               "mismatch", "must be", "Invalid", "invalid", "shape")):
+        fixed = [f"{i.name} {i.shape[2]}x{i.shape[1]}" for i in (signature.input(n) for n in signature.input_names)
+                 if i.shape is not None and len(i.shape) == 4 and None not in i.shape[1:3]]
+        if fixed:
+            return (f"The model takes inputs of a fixed size ({', '.join(fixed)}) and got {shapes}: use the OTBTF "
+                    "extent mode with receptive fields of that size and an expression field and tile size equal to "
+                    f"its output (TensorFlow: {first}).", rfield)
+        return (f"The model failed on input tensors {shapes} (TensorFlow: {first}). Check the receptive fields: a "
+                "strided network needs input sizes that are multiples of its total stride (Model analysis measures "
+                "it; 16 for the sample), and the placeholders.", rfield)
+    return (f"The model itself raised an error on input tensors {shapes} (TensorFlow: {first}); the inputs fit "
+            "its signature, so look at the model (does it check its input values or ranges?).", "model_dir")
 
 
 def fingerprint(model_dir: str) -> str:

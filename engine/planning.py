@@ -15,6 +15,7 @@ import numpy as np
 from . import grid as g
 from .analysis import Measurement, Setup, measure, valid_output
 from .errors import EngineError, source_field
+from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
 from .raster import gdal_session, raster_info, same_crs
 from .request import EXTENT_MODES, FULL, OTBTF, PADDINGS, InferenceRequest, source_names
@@ -162,6 +163,13 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     for index, source in enumerate(request.sources):  # a tile's input, in each source's pixels
         width, height = tile_input(out_x, out_y, lattice, base_xy, tile, efield, source, names[index], index)
         pixels += width * height
+    batch = _batch(request, signature, placeholders, pixels)
+    channels_pixels = sum(c * w * h for c, (w, h) in zip(channels, (
+        tile_input(out_x, out_y, lattice, base_xy, tile, efield, s, names[i], i) for i, s in enumerate(request.sources))))
+    # three batches in flight (read, computed, written): their inputs and outputs, float32
+    check_memory(3 * 4 * batch * (channels_pixels + tile[0] * tile[1] * len(signature.band_names(output_names))),
+                 f"A batch of {batch} tile(s) of {tile[0]} x {tile[1]} output px", "tile_size",
+                 "give a smaller tile size or batch size (Auto fits about 4 million input pixels a batch)")
     if request.extent_mode == FULL and request.tile_size is None and exact is False:
         notes.append(f"{output_names[0]} keeps pixels polluted by the tile borders (exact crop "
                      f"{measurement.exact_crop} px): tiles of the expression field, as OTBTF, show blocking "
@@ -169,8 +177,22 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     return Plan(request=request, names=tuple(names), placeholders=tuple(placeholders), channels=tuple(channels),
                 output_names=tuple(output_names), band_names=tuple(signature.band_names(output_names)), crop=crop,
                 efield=efield, lattice=lattice, out_x=out_x, out_y=out_y, window=window, tile=tile,
-                tile_base=base_xy, batch=request.batch_size or max(1, BATCH_PIXELS // pixels), exact=exact,
+                tile_base=base_xy, batch=batch, exact=exact,
                 measurement=measurement, crs_wkt=infos[0].crs_wkt, reference_grid=infos[0].grid, notes=tuple(notes))
+
+
+def _batch(request, signature, placeholders, pixels) -> int:
+    """Tiles per TensorFlow call: as asked, else about BATCH_PIXELS input pixels; a model exported with a fixed
+    batch dimension gets exactly that."""
+    fixed = {signature.input(p).shape[0] for p in placeholders
+             if signature.input(p).shape is not None and signature.input(p).shape[0] is not None}
+    if fixed:
+        size = fixed.pop()
+        if request.batch_size and request.batch_size != size:
+            raise EngineError(f"The model takes exactly {size} tile(s) per call (its inputs have a fixed batch "
+                              f"dimension); set the batch size to {size} or leave it on Auto.", "batch_size")
+        return size
+    return request.batch_size or max(1, BATCH_PIXELS // pixels)
 
 
 def _read_sources(request: InferenceRequest, names: list) -> tuple:
@@ -188,6 +210,16 @@ def _read_sources(request: InferenceRequest, names: list) -> tuple:
                 raise EngineError(f"{name}: the stacked rasters must have the same size ({other.path} is "
                                   f"{other.grid.width}x{other.grid.height}, {stack[0].path} is "
                                   f"{stack[0].grid.width}x{stack[0].grid.height}).", source_field(index))
+            if not _same_footprint(other.grid, stack[0].grid) or not same_crs(other.crs_wkt, stack[0].crs_wkt):
+                raise EngineError(f"{name}: the stacked rasters must cover the same ground on the same grid, as "
+                                  f"channels of one image: {other.path} starts at ({other.grid.origin_x:.6g}, "
+                                  f"{other.grid.origin_y:.6g}) with {other.grid.spacing_x:g} px, {stack[0].path} at "
+                                  f"({stack[0].grid.origin_x:.6g}, {stack[0].grid.origin_y:.6g}) with "
+                                  f"{stack[0].grid.spacing_x:g} px. Resample them onto one grid first (Raster > "
+                                  "Projections > Warp with the same extent and resolution).", source_field(index))
+        if not stack[0].georeferenced and len(request.sources) > 1:
+            raise EngineError(f"{name}: {stack[0].path} has no georeferencing, so its pixels cannot be paired with "
+                              "the other sources'; georeference it (or give a single source).", source_field(index))
         infos.append(stack[0])
         channels.append(sum(i.bands for i in stack))
     for index, (info, name) in enumerate(zip(infos[1:], names[1:]), start=1):
@@ -195,6 +227,13 @@ def _read_sources(request: InferenceRequest, names: list) -> tuple:
             raise EngineError(f"{name} is not in the same CRS as source 1; reproject it onto source 1's grid "
                               "(Raster > Projections > Warp).", source_field(index))
     return infos, channels
+
+
+def _same_footprint(a: g.RasterGrid, b: g.RasterGrid) -> bool:
+    """Same origin and pixel size, to a hundredth of a pixel."""
+    tolerance = 0.01 * min(a.spacing_x, a.spacing_y)
+    return all(abs(u - v) <= tolerance for u, v in ((a.origin_x, b.origin_x), (a.origin_y, b.origin_y),
+                                                    (a.spacing_x, b.spacing_x), (a.spacing_y, b.spacing_y)))
 
 
 def _resolve_rfields(request: InferenceRequest, lattice: g.Lattice) -> tuple:
@@ -302,6 +341,9 @@ def _window(extent, ref_grid, lattice, out_x, out_y) -> tuple:
     if extent is None:
         return 0, 0, out_x.size, out_y.size
     xmin, ymin, xmax, ymax = extent
+    if not (xmax > xmin and ymax > ymin):
+        raise EngineError(f"The extent ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) has no area; draw a rectangle, or "
+                          "leave the extent empty for the whole of source 1.", "extent")
     sx, sy = out_x.step * lattice.unit_x, out_y.step * lattice.unit_y
     left = ref_grid.origin_x + out_x.offset * lattice.unit_x
     top = ref_grid.origin_y - out_y.offset * lattice.unit_y

@@ -100,6 +100,12 @@ def probe_model(run, sources: list, out_step: tuple, output_name: str, tolerance
 
     tile_out = output(feeds(tile, shift=margin))
     base_out = output(feeds(big))
+    for result in (tile_out, base_out):
+        if not np.isfinite(result).all():
+            raise EngineError(f"The model returns NaN or infinite values in {output_name} on random inputs (normal "
+                              "noise of the data's scale), so its borders cannot be measured: check the model's "
+                              "normalisation (a division by a zero variance?) or give an output that is finite.",
+                              "model_dir")
     # the tile's output sits margin/out_step pixels inside the big output (the same crop applies to both)
     ox, oy = margin[0] // out_step[0], margin[1] // out_step[1]
     th, tw = tile_out.shape[:2]

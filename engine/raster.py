@@ -33,6 +33,7 @@ class RasterInfo:
     bands: int
     crs_wkt: str
     nodata: float | None
+    georeferenced: bool = True  # False: no geotransform, the pixel grid is used (origin 0, pixel size 1)
 
 
 _session_lock = threading.Lock()
@@ -61,25 +62,49 @@ def gdal_session(cache_bytes: int | None = None):
                     gdal.DontUseExceptions()
 
 
+COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
+
+
 def open_raster(path: str, name: str, field: str | None = None):
-    """Open a raster read-only, or raise an EngineError that names the request field."""
+    """Open a raster read-only, or raise an EngineError that names the request field. A raster that refers to
+    files (a VRT) must find them all."""
     if not path or not os.path.exists(path):
         raise EngineError(f"{name}: raster file not found: {path!r}.", field)
     with gdal_session():
         try:
-            return gdal.Open(path, gdal.GA_ReadOnly)
+            dataset = gdal.Open(path, gdal.GA_ReadOnly)
         except RuntimeError as exc:
-            raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({exc}).", field) from exc
+            raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({_first_line(exc)}); is it a "
+                              "complete raster file?", field) from exc
+    missing = [f for f in (dataset.GetFileList() or []) if "/vsi" not in f and not os.path.exists(f)]
+    if missing:
+        raise EngineError(f"{name}: {path!r} refers to file(s) that do not exist: {', '.join(missing[:3])}; fix "
+                          "the paths in it or rebuild it.", field)
+    return dataset
 
 
 def raster_info(path: str, name: str, field: str | None = None) -> RasterInfo:
-    """Read the grid, band count, CRS and nodata of a raster file."""
+    """Read the grid, band count, CRS and nodata of a raster file. Without georeferencing, the pixel grid (origin
+    0, pixel size 1, north-up, as QGIS shows such a raster)."""
     ds = open_raster(path, name, field)
+    complex_bands = [b for b in range(1, ds.RasterCount + 1) if ds.GetRasterBand(b).DataType in COMPLEX_TYPES]
+    if complex_bands:
+        raise EngineError(f"{name}: {path!r} holds complex values (band {complex_bands[0]} is "
+                          f"{gdal.GetDataTypeName(ds.GetRasterBand(complex_bands[0]).DataType)}), which a model "
+                          "does not take; write its amplitude or its real part first (Raster calculator).", field)
+    geotransform = ds.GetGeoTransform(can_return_null=True)
+    georeferenced = geotransform is not None
     try:
-        grid = RasterGrid.from_geotransform(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, name)
+        grid = RasterGrid.from_geotransform(geotransform or (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), ds.RasterXSize,
+                                            ds.RasterYSize, name)
     except EngineError as exc:
         raise EngineError(str(exc), field) from exc
-    return RasterInfo(path, grid, ds.RasterCount, ds.GetProjection(), ds.GetRasterBand(1).GetNoDataValue())
+    return RasterInfo(path, grid, ds.RasterCount, ds.GetProjection(), ds.GetRasterBand(1).GetNoDataValue(),
+                      georeferenced)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
 
 
 def same_crs(wkt_a: str, wkt_b: str) -> bool:
@@ -106,7 +131,8 @@ class SourceReader:
     so a pixel's value never depends on the window that read it.
     """
 
-    def __init__(self, paths: list, padding: str = MIRROR):
+    def __init__(self, paths: list, padding: str = MIRROR, name: str = "source", field: str | None = None):
+        self.paths, self.name, self.field = list(paths), name, field
         self.datasets = [gdal.Open(p, gdal.GA_ReadOnly) for p in paths]
         self.width = self.datasets[0].RasterXSize
         self.height = self.datasets[0].RasterYSize
@@ -134,8 +160,16 @@ class SourceReader:
     def _read_block(self, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         out = np.empty((height, width, self.bands), np.float32)
         channel = 0
-        for ds in self.datasets:
-            data = ds.ReadAsArray(x0, y0, width, height)
+        for path, ds in zip(self.paths, self.datasets):
+            try:
+                data = ds.ReadAsArray(x0, y0, width, height)
+            except RuntimeError as exc:  # a truncated or damaged file, a missing file behind a VRT
+                raise EngineError(f"{self.name}: GDAL cannot read pixels {width}x{height} at ({x0}, {y0}) of "
+                                  f"{path!r} ({_first_line(exc)}); the file is damaged or incomplete: copy or "
+                                  "export it again.", self.field) from exc
+            if data is None:
+                raise EngineError(f"{self.name}: GDAL cannot read pixels of {path!r}; the file is damaged or "
+                                  "incomplete: copy or export it again.", self.field)
             data = data.reshape((-1, height, width))
             out[:, :, channel:channel + data.shape[0]] = np.moveaxis(data, 0, -1)
             channel += data.shape[0]

@@ -8,13 +8,13 @@ drops them.
 """
 
 import os
-import uuid
 from typing import Protocol
 
 import numpy as np
 from osgeo import gdal
 
 from .errors import EngineError
+from .paths import check_output, replace_file, temporary_path
 from .raster import AUTO, DATA_TYPES, creation_options
 from .request import InferenceRequest
 
@@ -65,13 +65,11 @@ class NullSink:
         """Nothing to remove."""
 
 
-def check_output_path(request: InferenceRequest, output_path: str) -> None:
-    """The output must not replace one of the inputs."""
-    target = os.path.realpath(output_path)
-    for index, source in enumerate(request.sources):
-        if any(os.path.realpath(p) == target for p in source.paths):
-            raise EngineError(f"The output {output_path!r} is a raster of source {index + 1}: writing it would "
-                              "destroy the input; choose another output path.", "output_path")
+def check_output_path(request: InferenceRequest, output_path: str, field: str = "output_path") -> None:
+    """The output must be a GeoTIFF path that replaces neither an input raster nor the model (engine.paths)."""
+    inputs = [(f"a raster of source {index + 1}", path) for index, source in enumerate(request.sources)
+              for path in source.paths]
+    check_output(output_path, field, inputs, request.model_dir)
 
 
 class GeoTiffSink:
@@ -86,14 +84,9 @@ class GeoTiffSink:
                               "data_type")
         self.options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
         self.options += creation_options(compression, data_type)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise EngineError(f"The output folder {folder!r} does not exist; create it or choose another path.",
-                              field)
-        if not os.access(folder, os.W_OK):
-            raise EngineError(f"The output folder {folder!r} is not writable; choose another path.", field)
+        check_output(path, field)
         self.path, self.field, self.data_type, self.compression = path, field, data_type, compression
-        self.temp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
+        self.temp_path = temporary_path(path)  # also removes what killed runs of this output left
         self.numpy_type = np.dtype(data_type)
         self._pending = 0  # bytes written since the last flush
         self.dataset, self.nodata = None, None
@@ -171,7 +164,7 @@ class GeoTiffSink:
         try:
             self.dataset.FlushCache()
             self.dataset = None
-            os.replace(self.temp_path, self.path)
+            replace_file(self.temp_path, self.path)
         except (RuntimeError, OSError) as exc:
             self.abort()
             raise EngineError(f"Finishing the output {self.path!r} failed ({exc}); is the disk full?",

@@ -27,7 +27,7 @@ import uuid
 from osgeo import gdal
 
 from ..dependencies import import_distributed, python_executable
-from ..errors import Cancelled, EngineError
+from ..errors import Cancelled, EngineError, source_field
 from ..model import SavedModel
 from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
@@ -84,12 +84,16 @@ class DaskBackend:
                     sink.open(plan)
                     try:
                         gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks))
+                        if monitor.canceled():  # up to the rename
+                            raise Cancelled("Cancelled by the user.")
                         sink.commit()
                     except BaseException:
                         sink.abort()
                         raise
                 else:
                     gather(client, futures, stop, monitor)
+                    if monitor.canceled():
+                        raise Cancelled("Cancelled by the user.")
                     assemble([f.result() for f in futures], plan, sink)
         finally:
             if folder:
@@ -163,7 +167,8 @@ def compute_part(plan: Plan, part: list, path: str | None, stop_name: str):
     stop = distributed.Event(stop_name)
     model = SavedModel.load(plan.request.model_dir)
     with gdal_session(GDAL_CACHE_BYTES):
-        readers = [SourceReader(list(s.paths), plan.request.padding) for s in plan.request.sources]
+        readers = [SourceReader(list(s.paths), plan.request.padding, name, source_field(i))
+                   for i, (s, name) in enumerate(zip(plan.request.sources, plan.names))]
         if path is None:
             target = _Collect()
         else:

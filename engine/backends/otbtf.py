@@ -8,13 +8,13 @@ never load into QGIS: engine.otb_process) and writes the output safely, correctl
 
 import os
 import tempfile
-import uuid
 
 from osgeo import gdal
 
 from ..dependencies import OTBTF_INSTALL_HINT
 from ..errors import Cancelled, EngineError
 from ..otb_process import OtbFailed, otbtf_status, run_task
+from ..paths import replace_file, temporary_path
 from ..planning import Plan
 from ..raster import creation_options, gdal_session
 from ..request import OTBTF, InferenceRequest
@@ -60,8 +60,7 @@ class OtbtfBackend:
         if not available:
             raise EngineError(f"The OTBTF backend is not available: {reason}. {OTBTF_INSTALL_HINT}.", "backend")
         say, output_path = monitor.say, sink.path
-        temp = os.path.join(os.path.dirname(os.path.abspath(output_path)),
-                            f".{os.path.basename(output_path)}.{uuid.uuid4().hex[:8]}.partial.tif")
+        temp = temporary_path(output_path)
         width, height = plan.size
         say(f"OTBTF grid: {width} x {height} output pixels (window {plan.window} of the {plan.out_x.size} x "
             f"{plan.out_y.size} grid), expression field {plan.efield[0]} x {plan.efield[1]}.")
@@ -85,7 +84,7 @@ class OtbtfBackend:
                 if monitor.canceled():
                     raise Cancelled("Cancelled by the user.")
                 _finish(temp, plan)
-            os.replace(temp, output_path)
+            replace_file(temp, output_path)
         finally:
             for leftover in (temp, temp + ".aux.xml", temp[:-4] + ".geom"):
                 if os.path.exists(leftover):

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import grid as g
-from ..errors import Cancelled, EngineError
+from ..errors import Cancelled, EngineError, source_field
 from ..model import SavedModel
 from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
@@ -55,7 +55,8 @@ class TensorFlowBackend:
         batches = [todo[i:i + plan.batch] for i in range(0, len(todo), plan.batch)]
         skipped = 0
         with gdal_session(GDAL_CACHE_BYTES):
-            readers = [SourceReader(list(s.paths), request.padding) for s in request.sources]
+            readers = [SourceReader(list(s.paths), request.padding, name, source_field(i))
+                       for i, (s, name) in enumerate(zip(request.sources, plan.names))]
             sink.open(plan)
             with ThreadPoolExecutor(1, "seamless-read") as reading, ThreadPoolExecutor(1, "seamless-write") as writing:
                 try:
@@ -75,6 +76,8 @@ class TensorFlowBackend:
                         monitor.advance((index + 1) / len(batches))
                     if pending_write is not None:
                         pending_write.result()
+                    if monitor.canceled():  # up to the rename: a cancel during the last batch is a cancel
+                        raise Cancelled("Cancelled by the user.")
                     sink.commit()
                 except BaseException:
                     reading.shutdown(wait=True, cancel_futures=True)
@@ -174,7 +177,7 @@ def source_under(out: g.Axis, start: int, length: int, src: g.Axis, window_start
 
 def run_batch(plan: Plan, model: SavedModel, feeds: dict, keep: list) -> list:
     """One TensorFlow call; returns one (tile_h, tile_w, bands) array per kept tile."""
-    results = model.run(feeds, list(plan.output_names))
+    results = model.run(feeds, list(plan.output_names), {p: source_field(i) for i, p in enumerate(plan.placeholders)})
     stacked = []
     extra = plan.request.crop
     for name in plan.output_names:

@@ -1,0 +1,132 @@
+"""Output files that never harm a user's file: refused before any computation when they would replace an input,
+the model, a device or a folder; written under a temporary name; sidecars of a replaced file removed; temporary
+files of a killed run cleaned by the next run of the same output."""
+
+import os
+import re
+import stat
+import uuid
+
+from .errors import EngineError
+
+RASTER_EXTENSIONS = (".tif", ".tiff")  # what the engine writes: GeoTIFF only
+REPORT_EXTENSIONS = (".html", ".htm")
+SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's files beside a raster: statistics, overviews, masks
+_NAME_MAX = 255
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.partial(?P<ext>\.[A-Za-z]+)$")
+
+
+def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
+                 extensions: tuple = RASTER_EXTENSIONS, what: str = "output") -> str:
+    """Refuse an output path that the engine cannot write safely; returns it.
+
+    Refused: no path, an extension the engine does not write, a folder that is missing or not writable, a
+    folder or a device given as the file, any of `inputs` (same resolved path or same inode), the model folder or
+    a file inside it, and a name too long for the temporary name written first.
+    """
+    if not path:
+        raise EngineError(f"No {what} path given; choose a file.", field)
+    name = os.path.basename(path)
+    if extensions and not name.lower().endswith(extensions):
+        raise EngineError(f"The {what} {path!r} must be a {' or '.join(extensions)} file (the plugin writes "
+                          f"{'GeoTIFF' if extensions == RASTER_EXTENSIONS else 'HTML'} only); change its "
+                          "extension.", field)
+    if os.path.isdir(path):
+        raise EngineError(f"The {what} {path!r} is a folder; give a file name inside it.", field)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise EngineError(f"The {what} {path!r} is not a regular file (a device or a pipe); choose a file.", field)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise EngineError(f"The folder of the {what} {folder!r} does not exist; create it or choose another path.",
+                          field)
+    if not os.access(folder, os.W_OK):
+        raise EngineError(f"The folder of the {what} {folder!r} is not writable (read-only or no permission); "
+                          "choose another path.", field)
+    if len(temporary_name(name, "0" * 8).encode()) > _NAME_MAX:
+        raise EngineError(f"The {what} file name is too long ({len(name.encode())} bytes; at most "
+                          f"{_NAME_MAX - len(temporary_name('', '0' * 8).encode())}); shorten it.", field)
+    target = os.path.realpath(path)
+    for label, candidate in inputs:
+        if candidate and _same_file(target, candidate):
+            raise EngineError(f"The {what} {path!r} is {label}: writing it would destroy the input; choose "
+                              "another path.", field)
+    if model_dir:
+        model = os.path.realpath(model_dir)
+        if target == model or target.startswith(model.rstrip(os.sep) + os.sep):
+            raise EngineError(f"The {what} {path!r} is inside the model folder {model_dir!r}: writing it would "
+                              "damage the model; choose a path outside it.", field)
+    return path
+
+
+def _same_file(target: str, candidate: str) -> bool:
+    """Same resolved path, or the same file reached by a hard link."""
+    if os.path.realpath(candidate) == target:
+        return True
+    try:
+        return os.path.samefile(target, candidate)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def temporary_name(name: str, tag: str) -> str:
+    """`.<name>.<pid>-<tag>.partial<ext>`: hidden, owned by this process (stale once the process is gone)."""
+    ext = os.path.splitext(name)[1] or ".tif"
+    return f".{name}.{os.getpid()}-{tag}.partial{ext}"
+
+
+def temporary_path(path: str) -> str:
+    """A new temporary file beside `path`, after removing the stale ones of earlier, killed runs."""
+    remove_stale_partials(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.join(folder, temporary_name(os.path.basename(path), uuid.uuid4().hex[:8]))
+
+
+def remove_stale_partials(path: str) -> list:
+    """Remove the temporary files of `path` left by runs whose process no longer exists (kill -9, power cut)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL.match(entry)
+        if not match or match["name"] != name or _alive(int(match["pid"])):
+            continue
+        for candidate in (entry, entry + ".aux.xml"):
+            try:
+                os.remove(os.path.join(folder, candidate))
+                removed.append(candidate)
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def replace_file(temp_path: str, path: str) -> None:
+    """Move a finished temporary file onto `path` and remove the sidecars of the file it replaces (GDAL and
+    QGIS would show the old statistics, overviews or mask with the new pixels)."""
+    remove_sidecars(path)
+    os.replace(temp_path, path)
+    sidecar = temp_path + ".aux.xml"  # the temporary file's own statistics belong to the new file
+    if os.path.exists(sidecar):
+        os.replace(sidecar, path + ".aux.xml")
+
+
+def remove_sidecars(path: str) -> None:
+    """Remove GDAL's sidecar files of `path` (statistics, overviews, masks)."""
+    for suffix in SIDECARS:
+        candidate = path + suffix
+        if os.path.isfile(candidate):
+            os.remove(candidate)
