@@ -6,13 +6,16 @@ import threading
 
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterDestination, QgsProcessingParameterString)
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source, run_inference)
+from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
 from .help import SHORT_HELP
 from .styling import load_styled
 
@@ -113,6 +116,43 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
                 name = _FIELD_PARAMETERS.get(field, field.upper())
         return name if self.parameterDefinition(name) is not None else None
 
+    def check_outputs(self, parameters, context) -> None:
+        """Before any computation: every output must be writable and must not replace an input, the model or
+        another output (a report written after an hour of computing must not fail then)."""
+        inputs, model_dir = [], None
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if isinstance(definition, QgsProcessingParameterFile) and \
+                    definition.behavior() == QgsProcessingParameterFile.Folder:
+                model_dir = self.parameterAsFile(parameters, name, context) or None
+            elif isinstance(definition, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
+                for layer in self.parameterAsLayerList(parameters, name, context):
+                    inputs.append((self.tr("the input {} ({})").format(definition.description(), name),
+                                   layer.source().split("|")[0]))
+        written = {}
+        for definition in self.destinationParameterDefinitions():
+            name = definition.name()
+            try:
+                if isinstance(definition, QgsProcessingParameterFolderDestination):
+                    path = self.parameterAsString(parameters, name, context) if parameters.get(name) else ""
+                    if path:
+                        check_output_folder(path, name, inputs, model_dir, definition.description().lower())
+                    continue
+                if isinstance(definition, QgsProcessingParameterRasterDestination):
+                    path, extensions = self.parameterAsOutputLayer(parameters, name, context), RASTER_EXTENSIONS
+                elif isinstance(definition, QgsProcessingParameterFileDestination):
+                    path, extensions = self.parameterAsFileOutput(parameters, name, context), ()
+                else:
+                    continue
+                if not path:
+                    continue
+                check_output(path, name, inputs + [(self.tr("the output {}").format(other), p)
+                                                   for other, p in written.items()],
+                             model_dir, extensions, definition.description().lower())
+                written[name] = path
+            except EngineError as exc:
+                raise QgsProcessingException(self.tr("{} [parameter {}]").format(exc, name)) from exc
+
     def fail(self, exc: Exception) -> QgsProcessingException:
         """A QgsProcessingException naming the parameter at fault, from an engine error."""
         if isinstance(exc, Cancelled):
@@ -168,6 +208,20 @@ class ModelAlgorithm(SeamlessAlgorithm):
                 QgsProcessingParameterNumber.Double, optional=True),
                 "Tiles entirely no-data are skipped; output pixels over no-data get the background value.")))
 
+    def nodata_value(self, parameters, key: str, context) -> float | None:
+        """A no-data parameter: None when empty; text that is not a number is refused (QGIS would read 0)."""
+        raw = parameters.get(key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, str):
+            try:
+                float(raw)
+            except ValueError:
+                raise QgsProcessingException(self.tr(
+                    "The no-data value {!r} is not a number; give a number (e.g. 0 or -9999) or leave it empty to "
+                    "use the raster's own [parameter {}].").format(raw, key)) from None
+        return self.parameterAsDouble(parameters, key, context)
+
     def sources(self, parameters, context) -> list:
         """The sources given, as engine Sources (rasters must be GDAL files; a receptive field of 0 after the first
         source is left to the engine, which gives it the ground of source 1's)."""
@@ -189,8 +243,7 @@ class ModelAlgorithm(SeamlessAlgorithm):
                     "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
             placeholder = self.parameterAsString(parameters, self.source_key(index, "_PLACEHOLDER"), context)
             nodata_key = self.source_key(index, "_NODATA")
-            nodata = (self.parameterAsDouble(parameters, nodata_key, context)
-                      if parameters.get(nodata_key) not in (None, "") else None)
+            nodata = self.nodata_value(parameters, nodata_key, context)
             sources.append(Source(tuple(paths), (rfield, rfield) if rfield else None, placeholder.strip() or None,
                                   nodata))
         return sources
@@ -276,8 +329,11 @@ class InferenceAlgorithm(ModelAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             crs = self.parameterAsLayerList(parameters, self.source_key(1), context)[0].crs()
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
-            if not rect.isNull() and not rect.isEmpty():
-                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+            if rect.isNull() or rect.isEmpty():
+                raise QgsProcessingException(self.tr(
+                    "The extent {} has no area; draw a rectangle, or leave the extent empty for the whole of "
+                    "source 1 [parameter EXTENT].").format(parameters.get(self.EXTENT)))
+            extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context)
         batch = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
         return InferenceRequest(
@@ -292,6 +348,7 @@ class InferenceAlgorithm(ModelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine run, the output (named and styled) out."""
+        self.check_outputs(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
             request = self.request(parameters, context, self.sources(parameters, context))

@@ -67,6 +67,7 @@ class DistortionComparison(ModelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Run every crop, compare, and write the report, the table and the error rasters."""
+        self.check_outputs(parameters, context)
         try:
             sources = self.sources(parameters, context)
             names = [n.strip() for n in self.parameterAsString(parameters, self.OUTPUT_NAMES, context).split(",")

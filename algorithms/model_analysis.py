@@ -70,6 +70,7 @@ class ModelAnalysis(SeamlessAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine analysis, the report and the numbers out."""
+        self.check_outputs(parameters, context)
         sizes = [self.parameterAsInt(parameters, f"SOURCE{i}_SIZE", context) for i in range(1, MAX_SOURCES + 1)]
         rasters = []
         for index in range(1, MAX_SOURCES + 1):

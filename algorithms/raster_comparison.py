@@ -59,6 +59,7 @@ class RasterComparison(SeamlessAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine comparison, the numbers (and the optional files) out."""
+        self.check_outputs(parameters, context)
         reference = layer_path(self.parameterAsRasterLayer(parameters, self.REFERENCE, context), self.REFERENCE)
         image = layer_path(self.parameterAsRasterLayer(parameters, self.IMAGE, context), self.IMAGE)
         squared = self.parameterAsOutputLayer(parameters, self.SQUARED_ERROR, context) or None

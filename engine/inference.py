@@ -59,6 +59,8 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
         for note in plan.notes:
             say(note)
         stats = chosen.run(plan, sink, Monitor(progress, is_canceled, say))
+        for note in getattr(sink, "notes", ()):
+            say(note)
     seconds = time.perf_counter() - started
     width, height = plan.size
     path = getattr(sink, "path", None)

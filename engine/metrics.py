@@ -168,9 +168,19 @@ def _select_bands(ref_count: int, img_count: int, bands: list | None) -> tuple:
     return bands
 
 
-def _read(dataset, bands: tuple, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-    """A (bands, height, width) float64 block."""
-    return np.stack([dataset.GetRasterBand(b).ReadAsArray(x0, y0, width, height) for b in bands]).astype(np.float64)
+def _read(dataset, bands: tuple, x0: int, y0: int, width: int, height: int, path: str = "", field: str = IMAGE):
+    """A (bands, height, width) float64 block; a damaged file gives an EngineError naming `field`."""
+    try:
+        blocks = [dataset.GetRasterBand(b).ReadAsArray(x0, y0, width, height) for b in bands]
+    except RuntimeError as exc:
+        blocks = [None]
+        cause = f" ({str(exc).strip().splitlines()[0][:200]})" if str(exc).strip() else ""
+    else:
+        cause = ""
+    if any(block is None for block in blocks):
+        raise EngineError(f"GDAL cannot read pixels of {path!r}{cause}; the file is damaged or incomplete: copy or "
+                          "export it again.", field)
+    return np.stack(blocks).astype(np.float64)
 
 
 def _nodata_mask(block: np.ndarray, nodata: tuple | None) -> np.ndarray:
@@ -217,8 +227,11 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
             unsuitable = _otb_unsuitable(nodata, squared_error_path)
             if unsuitable:
                 raise _Unsuitable(unsuitable)
-            return _compare_otb(reference, image, ref_info.grid, (window_ref, window_img), bands, nodata, tolerance,
-                                progress, is_canceled)
+            result = _compare_otb(reference, image, ref_info.grid, (window_ref, window_img), bands, nodata,
+                                  tolerance, progress, is_canceled)
+            if not math.isfinite(result.vector_rmse):
+                raise _Unsuitable("the rasters hold NaN or infinite values, which OTB's statistics do not skip")
+            return result
         except _Unsuitable as exc:
             if method == OTB:
                 raise EngineError(f"The OTB comparison cannot run: {exc}; use the numpy method.", "method") from exc
@@ -240,10 +253,11 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
                 if is_canceled and is_canceled():
                     raise Cancelled("Cancelled by the user.")
                 w = min(cols, width - left)
-                ref_block = _read(ref_ds, bands, x + left, y + top, w, h)
-                img_block = _read(img_ds, bands, xi + left, yi + top, w, h)
+                ref_block = _read(ref_ds, bands, x + left, y + top, w, h, reference, REFERENCE)
+                img_block = _read(img_ds, bands, xi + left, yi + top, w, h, image, IMAGE)
                 diff = img_block - ref_block
                 valid = ~(_nodata_mask(ref_block, nodata[0]) | _nodata_mask(img_block, nodata[1]))
+                valid &= np.isfinite(diff).all(axis=0)  # NaN or infinite in either: not comparable, counted
                 skipped += int(valid.size - valid.sum())
                 sums = accumulate(sums, diff[:, valid], tolerance)
                 if writer:
@@ -252,8 +266,9 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
             if progress:
                 progress((top + h) / height)
         if not sums.pixels:
-            raise EngineError("Every pixel of the intersection is no-data in the reference or the image: nothing "
-                              "to compare.", IMAGE)
+            raise EngineError("Every pixel of the intersection is no-data, NaN or infinite in the reference or the "
+                              f"image ({skipped} pixels): nothing to compare; check the rasters (or their no-data "
+                              "values).", IMAGE)
         path = writer.commit() if writer else None
     except BaseException:
         if writer:

@@ -58,6 +58,30 @@ def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
     return path
 
 
+def check_output_folder(path: str, field: str, inputs=(), model_dir: str | None = None,
+                        what: str = "output folder") -> str:
+    """Refuse a folder the engine would write files into: a file, a folder without a writable parent, a folder
+    holding an input, the model folder or a folder inside it."""
+    if not path:
+        raise EngineError(f"No {what} given; choose a folder.", field)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EngineError(f"The {what} {path!r} is a file, not a folder; choose a folder.", field)
+    existing = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(existing):
+        raise EngineError(f"The parent of the {what} {existing!r} does not exist; create it or choose another "
+                          "folder.", field)
+    if not os.access(existing, os.W_OK):
+        raise EngineError(f"The {what} {existing!r} is not writable (read-only or no permission); choose another "
+                          "folder.", field)
+    target = os.path.realpath(path)
+    if model_dir:
+        model = os.path.realpath(model_dir)
+        if target == model or target.startswith(model.rstrip(os.sep) + os.sep):
+            raise EngineError(f"The {what} {path!r} is the model folder or inside it: writing there would damage "
+                              "the model; choose a folder outside it.", field)
+    return path
+
+
 def _same_file(target: str, candidate: str) -> bool:
     """Same resolved path, or the same file reached by a hard link."""
     if os.path.realpath(candidate) == target:

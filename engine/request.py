@@ -3,7 +3,10 @@
 Plain immutable values, nothing derived: `engine.planning` validates them against the rasters and the model.
 """
 
+import os
 from dataclasses import dataclass
+
+from .errors import EngineError
 
 FULL, OTBTF = "full", "otbtf"
 EXTENT_MODES = (FULL, OTBTF)
@@ -23,6 +26,19 @@ class Source:
     rfield: tuple | None
     placeholder: str | None = None
     nodata: float | None = None
+
+    def __post_init__(self):
+        """The obvious forms from Python: one path as a string, a square receptive field as one int."""
+        paths = (self.paths,) if isinstance(self.paths, (str, os.PathLike)) else self.paths
+        try:
+            paths = tuple(os.fspath(p) for p in paths)
+        except TypeError as exc:
+            raise EngineError(f"Source paths must be a path or a list of paths (got {self.paths!r}).",
+                              "sources") from exc
+        object.__setattr__(self, "paths", paths)
+        object.__setattr__(self, "rfield", pair(self.rfield, "receptive field", "sources"))
+        if self.nodata is not None:
+            object.__setattr__(self, "nodata", number(self.nodata, "no-data value", "sources"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,58 @@ class InferenceRequest:
     crop: int = 0
     compression: str = "auto"
     valid_part: bool = False
+
+    def __post_init__(self):
+        """The obvious forms from Python: one source, comma-separated output names, a square efield as an int,
+        the saved_model.pb file for its folder."""
+        model_dir = os.fspath(self.model_dir) if self.model_dir is not None else ""
+        if os.path.basename(model_dir) == "saved_model.pb" and os.path.isfile(model_dir):
+            model_dir = os.path.dirname(model_dir) or "."
+        object.__setattr__(self, "model_dir", model_dir)
+        sources = (self.sources,) if isinstance(self.sources, Source) else self.sources
+        if not all(isinstance(s, Source) for s in sources):
+            raise EngineError("sources must be Source values (Source(paths, rfield)), one per model input.",
+                              "sources")
+        object.__setattr__(self, "sources", tuple(sources))
+        names = self.output_names
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        object.__setattr__(self, "output_names", tuple(names or ()))
+        object.__setattr__(self, "efield", pair(self.efield, "expression field", "efield"))
+        if self.extent is not None:
+            try:
+                extent = tuple(float(v) for v in self.extent)
+            except (TypeError, ValueError) as exc:
+                raise EngineError(f"The extent must be (xmin, ymin, xmax, ymax) (got {self.extent!r}).",
+                                  "extent") from exc
+            if len(extent) != 4:
+                raise EngineError(f"The extent must be (xmin, ymin, xmax, ymax) (got {self.extent!r}).", "extent")
+            object.__setattr__(self, "extent", extent)
+
+
+def pair(value, what: str, field: str) -> tuple | None:
+    """(x, y) integers from an int, a pair, or None/0 (not given)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        x, y = value
+        result = (int(x), int(y))
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"The {what} must be an integer or an (x, y) pair of integers (got {value!r}).",
+                          field) from exc
+    if result != (x, y):
+        raise EngineError(f"The {what} must be whole pixels (got {value!r}).", field)
+    return None if result == (0, 0) else result
+
+
+def number(value, what: str, field: str) -> float:
+    """A float, or a clear error for text such as 'abc'."""
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"The {what} must be a number (got {value!r}).", field) from exc
 
 
 def source_names(count: int) -> list:

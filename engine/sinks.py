@@ -90,6 +90,7 @@ class GeoTiffSink:
         self.numpy_type = np.dtype(data_type)
         self._pending = 0  # bytes written since the last flush
         self.dataset, self.nodata = None, None
+        self.notes = []  # what the user should know about the written values
 
     def open(self, plan) -> None:
         """Create the file for the plan's output window."""
@@ -128,6 +129,8 @@ class GeoTiffSink:
     def write(self, x0: int, y0: int, block: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Write an (h, w, bands) block at output pixel (x0, y0), straight from its pixel-interleaved buffer.
         `mask` (True over no-data) is not needed here: those pixels already hold the no-data value."""
+        if self.numpy_type.kind in "iu":
+            block = self._whole(block)
         data = np.ascontiguousarray(block, dtype=self.numpy_type)
         self._pending += data.nbytes
         size = data.itemsize
@@ -139,6 +142,21 @@ class GeoTiffSink:
         except RuntimeError as exc:
             raise EngineError(f"Writing the output {self.path!r} failed ({exc}); is the disk full?",
                               self.field) from exc
+
+    def _whole(self, block: np.ndarray) -> np.ndarray:
+        """Values of an integer output: rounded to the nearest and clipped to the type's range (a cast would
+        truncate 0.97 to 0 and wrap -1 to 255), with a note the first time it changes values."""
+        if block.dtype.kind in "iu" and np.can_cast(block.dtype, self.numpy_type):
+            return block
+        limits = np.iinfo(self.numpy_type)
+        whole = np.clip(np.rint(np.nan_to_num(block, nan=self.nodata or 0.0)), limits.min, limits.max)
+        if not self.notes and block.size and not np.array_equal(whole, block):
+            low, high = float(np.nanmin(block)), float(np.nanmax(block))
+            self.notes.append(f"Output data type {self.data_type} holds whole numbers from {limits.min} to "
+                              f"{limits.max}, but the model's values go from {low:g} to {high:g} (first block): "
+                              "they were rounded and clipped. Choose float32 to keep them, or rescale them in the "
+                              "model.")
+        return whole
 
     def declare_nodata(self, value: float) -> None:
         """Mark `value` as the bands' no-data value (once some pixels were filled with it)."""
