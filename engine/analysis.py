@@ -176,13 +176,19 @@ def _random_sources(signature, setup: Setup, steps: list, scale: tuple) -> list:
     probes = []
     for index, (name, size) in enumerate(zip(setup.placeholders, setup.sizes)):
         bands = signature.input(name).channels or 1
+        dtype = np.dtype(signature.input(name).dtype) if signature.input(name).dtype != "bfloat16" else np.float32
         cache = {}
 
-        def make_input(width, height, variant, index=index, bands=bands, cache=cache):
+        def make_input(width, height, variant, index=index, bands=bands, cache=cache, dtype=dtype):
             if (width, height, variant) not in cache:
                 rng = np.random.default_rng((index, variant, int(scale[0])))
-                cache[(width, height, variant)] = rng.normal(scale[0], scale[1], (height, width, bands)).astype(
-                    np.float32)
+                data = rng.normal(scale[0], scale[1], (height, width, bands))
+                if dtype.kind in "iu":  # an integer input: the same noise, within what the type holds
+                    limits = np.iinfo(dtype)
+                    low, high = max(limits.min, -1000), min(limits.max, 1000)
+                    data = np.clip(np.rint(low + (high - low) * (data - scale[0] + 3 * scale[1]) / (6 * scale[1])),
+                                   low, high)
+                cache[(width, height, variant)] = data.astype(np.float32)
             return cache[(width, height, variant)]
 
         probes.append(ProbeSource(name, steps[index][0], steps[index][1], size, make_input))

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import Cancelled, EngineError
 from .grid import build_lattice
 from .otb_process import OtbFailed, otb_status, run_task
+from .paths import check_output
 from .raster import gdal_session, open_raster, raster_info, same_crs
 from .sinks import GeoTiffSink
 
@@ -217,6 +218,8 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
              method) -> Comparison:
     ref_info = raster_info(reference, "Reference", REFERENCE)
     img_info = raster_info(image, "Image", IMAGE)
+    if squared_error_path:
+        check_output(squared_error_path, "squared_error_path", [("the reference", reference), ("the image", image)])
     window_ref, window_img = _intersection(ref_info, img_info)
     bands = _select_bands(ref_info.bands, img_info.bands, bands)
     ref_ds, img_ds = open_raster(reference, "Reference", REFERENCE), open_raster(image, "Image", IMAGE)

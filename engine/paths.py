@@ -5,6 +5,7 @@ files of a killed run cleaned by the next run of the same output."""
 import os
 import re
 import stat
+import tempfile
 import uuid
 
 from .errors import EngineError
@@ -39,7 +40,7 @@ def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
     if not os.path.isdir(folder):
         raise EngineError(f"The folder of the {what} {folder!r} does not exist; create it or choose another path.",
                           field)
-    if not os.access(folder, os.W_OK):
+    if not writable(folder):
         raise EngineError(f"The folder of the {what} {folder!r} is not writable (read-only or no permission); "
                           "choose another path.", field)
     if len(temporary_name(name, "0" * 8).encode()) > _NAME_MAX:
@@ -70,7 +71,7 @@ def check_output_folder(path: str, field: str, inputs=(), model_dir: str | None 
     if not os.path.isdir(existing):
         raise EngineError(f"The parent of the {what} {existing!r} does not exist; create it or choose another "
                           "folder.", field)
-    if not os.access(existing, os.W_OK):
+    if not writable(existing):
         raise EngineError(f"The {what} {existing!r} is not writable (read-only or no permission); choose another "
                           "folder.", field)
     target = os.path.realpath(path)
@@ -80,6 +81,16 @@ def check_output_folder(path: str, field: str, inputs=(), model_dir: str | None 
             raise EngineError(f"The {what} {path!r} is the model folder or inside it: writing there would damage "
                               "the model; choose a folder outside it.", field)
     return path
+
+
+def writable(folder: str) -> bool:
+    """True when a file can be created in `folder` (tried for real: root passes os.access on a read-only mount
+    such as /proc)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".seamless-write-check-"):
+            return True
+    except OSError:
+        return False
 
 
 def _same_file(target: str, candidate: str) -> bool:

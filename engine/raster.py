@@ -7,6 +7,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
 import numpy as np
 from osgeo import gdal, osr
@@ -76,11 +77,30 @@ def open_raster(path: str, name: str, field: str | None = None):
         except RuntimeError as exc:
             raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({_first_line(exc)}); is it a "
                               "complete raster file?", field) from exc
-    missing = [f for f in (dataset.GetFileList() or []) if "/vsi" not in f and not os.path.exists(f)]
+    missing = [f for f in vrt_sources(dataset, path) if not os.path.exists(f)]
     if missing:
         raise EngineError(f"{name}: {path!r} refers to file(s) that do not exist: {', '.join(missing[:3])}; fix "
                           "the paths in it or rebuild it.", field)
     return dataset
+
+
+def vrt_sources(dataset, path: str) -> list:
+    """The files a VRT reads (none for other formats), as paths."""
+    if dataset.GetDriver().ShortName != "VRT":
+        return []
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError):
+        return []
+    found = []
+    for element in root.iter("SourceFilename"):
+        name = (element.text or "").strip()
+        if not name or name.startswith("/vsi"):
+            continue
+        if element.get("relativeToVRT") == "1":
+            name = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+        found.append(name)
+    return found
 
 
 def raster_info(path: str, name: str, field: str | None = None) -> RasterInfo:
