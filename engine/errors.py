@@ -9,6 +9,10 @@ class EngineError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):
+        """Pickled with its field (a Dask worker's error reaches the client whole)."""
+        return type(self), (str(self), self.field)
+
 
 class Cancelled(RuntimeError):
     """The caller asked to stop; nothing was left on disk."""
