@@ -85,6 +85,8 @@ def tf_model(folder, kind):
             if kind == "raises":
                 tf.debugging.assert_less(tf.reduce_max(x), -1e9, message="input out of the trained range")
             y = tf.concat([x, -x], -1) / 100.0
+            if kind == "upsample":  # a 2x up-sampling: the output pixel is half source 1's
+                y = tf.image.resize(y, tf.shape(y)[1:3] * 2, method="nearest")
             if kind == "nan":
                 y = y / 0.0 * 0.0
             return {"y": y}
@@ -98,7 +100,7 @@ def tf_model(folder, kind):
 def tf_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf_models")
     return {kind: tf_model(root / kind, kind) for kind in ("uint8", "fixed_batch", "fixed_size", "raises", "nan",
-                                                          "plain")}
+                                                          "plain", "upsample")}
 
 
 # --- a user's file as the output (every algorithm) ----------------------------------------------------------
@@ -376,6 +378,11 @@ def test_model_with_nan_outputs(provider, work, tf_models):
             "[parameter MODEL]", defaults=False)
 
 
+def test_up_sampling_model_without_its_spacing_scale(provider, work, tf_models):
+    refused(VALID, work, single(work, tf_models, "upsample"), "output pixel is 0.5 x source 1's pixel",
+            "set the spacing scale to 0.5", "[parameter SPCSCALE]", defaults=False)
+
+
 # --- faults: cancel during the only batch, stale files of killed runs, sidecars, integer outputs --------------
 
 def test_cancel_during_the_only_batch_is_a_cancel(provider, work):
@@ -470,3 +477,68 @@ def test_int16_model_input_takes_values_that_fit(provider, work, tf_models):
     result = processing.run(ARTIFACT, single(work, tf_models, "fixed_batch"))  # Auto batch: the model's 2
     values = gdal.Open(result["OUTPUT"]).ReadAsArray()
     assert np.allclose(values[0], pan_data() / 100.0, atol=1e-4)
+
+
+# --- from Python: the obvious forms accepted, the others refused with the field -------------------------------
+
+def api_refused(work, call, field, *fragments):
+    from seamless_inference.engine import EngineError
+
+    before = snapshot(work)
+    with pytest.raises(EngineError) as error:
+        call()
+    print(f"\nMESSAGE: {error.value} (field {error.value.field})")
+    assert error.value.field == field
+    for fragment in fragments:
+        assert fragment in str(error.value), f"{fragment!r} not in: {error.value}"
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("build, field, fragment", [
+    (lambda w: __import__("seamless_inference.engine", fromlist=["Source"]).Source(123, 128), "sources",
+     "a path or a list of paths"),
+    (lambda w: __import__("seamless_inference.engine", fromlist=["Source"]).Source(str(w / "pan.tif"), "big"),
+     "sources", "receptive field must be an integer"),
+    (lambda w: __import__("seamless_inference.engine", fromlist=["Source"]).Source(str(w / "pan.tif"), 128.5),
+     "sources", "whole pixels"),
+    (lambda w: __import__("seamless_inference.engine", fromlist=["Source"]).Source(str(w / "pan.tif"), 128,
+                                                                                  nodata="abc"),
+     "sources", "must be a number"),
+], ids=["paths_int", "rfield_text", "rfield_fraction", "nodata_text"])
+def test_python_source_forms_refused(work, build, field, fragment):
+    api_refused(work, lambda: build(work), field, fragment)
+
+
+def test_python_request_forms_refused(work):
+    from seamless_inference.engine import InferenceRequest, Source
+
+    pan = Source(str(work / "pan.tif"), 128)
+    api_refused(work, lambda: InferenceRequest(str(work / "model"), ["pan.tif"]), "sources", "Source values")
+    api_refused(work, lambda: InferenceRequest(str(work / "model"), pan, efield="x"), "efield", "expression field")
+    api_refused(work, lambda: InferenceRequest(str(work / "model"), pan, extent=(1, 2, 3)), "extent",
+                "(xmin, ymin, xmax, ymax)")
+
+
+def test_python_outputs_refused_before_running(work):
+    from seamless_inference.engine import InferenceRequest, Source, run_inference
+    from seamless_inference.engine.metrics import compare_rasters
+
+    request = InferenceRequest(str(work / "model"), (Source(str(work / "pan.tif"), 128), Source(str(work / "xs.tif"), 32)))
+    api_refused(work, lambda: run_inference(request, str(work / "out.png")), "output_path", "must be a .tif")
+    api_refused(work, lambda: run_inference(request, str(work / "xs.tif")), "output_path", "destroy the input")
+    api_refused(work, lambda: run_inference(request, str(work / "model" / "variables" / "x.tif")), "output_path",
+                "inside the model folder")
+    api_refused(work, lambda: compare_rasters(str(work / "pan.tif"), str(work / "pan.tif"), str(work / "pan.tif")),
+                "squared_error_path", "destroy the input")
+
+
+def test_python_obvious_forms_run(work, tmp_path):
+    """One path as a string, a square receptive field as an int, comma-separated names, saved_model.pb."""
+    from seamless_inference.engine import InferenceRequest, Source, run_inference
+
+    request = InferenceRequest(str(work / "model" / "saved_model.pb"),
+                               (Source(str(work / "pan.tif"), 128), Source(str(work / "xs.tif"), 32)),
+                               output_names="estimated_crop32", efield=64)
+    result = run_inference(request, str(tmp_path / "api.tif"))
+    assert result.plan.output_names == ("estimated_crop32",) and result.plan.efield == (64, 64)
+    assert gdal.Open(str(tmp_path / "api.tif")).RasterCount == 6
