@@ -198,6 +198,94 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
     assert status == 0, f"exit status {status}:\n{log[-3000:]}"
 
 
+DIALOGS = {"validpartinference": ("MODEL", "SOURCE1", "SOURCE2"),
+           "artifactproneinference": ("MODEL", "SOURCE1", "SOURCE2"),
+           "distortioncomparison": ("MODEL", "SOURCE1", "SOURCE2"),
+           "modelanalysis": ("MODEL",), "rastercomparison": ("REFERENCE", "IMAGE")}
+
+
+def test_every_dialog_fits_its_default_size_without_a_horizontal_scrollbar(tmp_path):
+    """Each algorithm's dialog as the Toolbox opens it in a fresh profile: no horizontal scrollbar in the parameters
+    panel (Advanced Parameters folded or not), the "..." buttons the tutorial tells users to click in view; the
+    Toolbox tooltip is the algorithm's one-line short description."""
+    report, status, log = run_desktop(tmp_path, checkout_plugin=True, script=f'''
+        DIALOGS = {DIALOGS!r}
+
+
+        @step
+        def look():
+            import processing
+            from qgis.PyQt import sip
+            from qgis.PyQt.QtCore import QModelIndex, QPoint, Qt
+            from qgis.PyQt.QtWidgets import QApplication, QGroupBox, QScrollArea, QToolButton
+            from qgis.gui import QgsCollapsibleGroupBoxBasic
+
+            def settle():
+                for _ in range(20):
+                    QApplication.processEvents()
+
+            def panel_state(dialog):
+                (area,) = [a for a in dialog.mainWidget().findChildren(QScrollArea) if a.isVisible()]
+                viewport = area.viewport()
+                buttons = {{}}
+                for name in DIALOGS[algorithm]:
+                    widget = dialog.mainWidget().wrappers[name].wrappedWidget()
+                    dots = [b for b in widget.findChildren(QToolButton) if b.isVisible() and b.text() in ("…", "...")]
+                    buttons[name] = [[b.mapTo(viewport, QPoint(0, 0)).x(), b.width(), viewport.width()] for b in dots]
+                return {{"horizontal scrollbar": area.horizontalScrollBar().isVisible(), "buttons": buttons,
+                        "content width": area.widget().minimumSizeHint().width(), "viewport": viewport.width()}}
+
+            registry = QgsApplication.processingRegistry()
+            report["dialogs"] = {{}}
+            for algorithm in DIALOGS:
+                dialog = processing.createAlgorithmDialog("seamless:" + algorithm, {{}})
+                dialog.show()
+                settle()
+                state = {{"size": [dialog.width(), dialog.height()], "folded": panel_state(dialog)}}
+                dialog.grab().save(os.path.join(os.environ["SEAMLESS_OUT"], algorithm + ".png"))
+                for box in dialog.findChildren(QGroupBox):
+                    if box.metaObject().className() == "QgsCollapsibleGroupBox":  # Advanced Parameters
+                        sip.cast(box, QgsCollapsibleGroupBoxBasic).setCollapsed(False)
+                settle()
+                state["unfolded"] = panel_state(dialog)
+                report["dialogs"][algorithm] = state
+                dialog.close()
+
+            # the Toolbox's tooltip of each algorithm
+            tree = qgis.utils.plugins["processing"].toolbox.algorithmTree
+            report["tooltips"], report["short descriptions"] = {{}}, {{}}
+
+            def walk(parent):
+                for row in range(tree.model().rowCount(parent)):
+                    index = tree.model().index(row, 0, parent)
+                    algorithm = tree.algorithmForIndex(index)
+                    if algorithm is not None and algorithm.provider().id() == "seamless":
+                        report["tooltips"][algorithm.name()] = tree.model().data(index, Qt.ToolTipRole)
+                        report["short descriptions"][algorithm.name()] = algorithm.shortDescription()
+                    walk(index)
+
+            walk(QModelIndex())
+            finish()
+    ''')
+    assert sorted(report["dialogs"]) == sorted(DIALOGS)
+    for algorithm, state in report["dialogs"].items():
+        for fold in ("folded", "unfolded"):
+            panel = state[fold]
+            assert not panel["horizontal scrollbar"], (
+                f"{algorithm} ({fold}, dialog {state['size']}): the parameters need {panel['content width']} px, "
+                f"the panel shows {panel['viewport']} px; see {tmp_path / (algorithm + '.png')}")
+            for name, buttons in panel["buttons"].items():
+                assert len(buttons) == 1, f"{algorithm}: {name} has no single visible '...' button: {buttons}"
+                (x, width, viewport) = buttons[0]
+                assert 0 <= x and x + width <= viewport, f"{algorithm}: {name}'s '...' button is out of view: {x}"
+    assert sorted(report["tooltips"]) == sorted(DIALOGS), report["tooltips"]
+    for algorithm, tooltip in report["tooltips"].items():
+        short = report["short descriptions"][algorithm]
+        assert short and "\n" not in short and len(short) <= 120, (algorithm, short)
+        assert short in tooltip, (algorithm, tooltip)
+    assert status == 0, f"exit status {status}:\n{log[-3000:]}"
+
+
 TOOLBOX_RUNS = ("validpartinference", "artifactproneinference", "distortioncomparison", "validpartinference",
                 "distortioncomparison", "artifactproneinference")
 
