@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"),
                                  reason="needs xvfb-run and the QGIS desktop (make apt)")]
 
-INSTALL_COMMAND = 'python3 -m pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
+INSTALL_COMMAND = 'pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
 
 # run inside QGIS before the test's own script: `report` collects, `finish()` writes it and quits
 PRELUDE = '''
@@ -175,16 +175,31 @@ def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
 
 
 def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
+    """Without TensorFlow: one short message-bar line (the bar cuts a text after two lines) whose Details name
+    QGIS's own interpreter (sys.executable is QGIS, or what PATH finds) and give the install command once."""
     report, status, log = run_desktop(tmp_path, with_tensorflow=False, script='''
         @step
         def look():
             import importlib.util
+            import sys
+            from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QPushButton
 
             report["tensorflow importable"] = importlib.util.find_spec("tensorflow") is not None
             report["active plugins"] = list(qgis.utils.active_plugins)
             provider = QgsApplication.processingRegistry().providerById("seamless")
             report["algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
-            report["message bar"] = [[w.title(), w.text()] for w in iface.messageBar().items()]
+            items = iface.messageBar().items()
+            report["message bar"] = [[w.title(), w.text()] for w in items]
+            report["python"] = [sys.exec_prefix, *sys.version_info[:2]]
+            buttons = [b for w in items for b in w.findChildren(QPushButton) if b.text() == "Details"]
+            report["details buttons"] = len(buttons)
+            if buttons:
+                buttons[0].click()
+                QApplication.processEvents()
+                boxes = [b for b in QApplication.topLevelWidgets() if isinstance(b, QMessageBox) and b.isVisible()]
+                report["details"] = [b.text() for b in boxes]
+                for box in boxes:
+                    box.close()
             finish()
     ''')
     if report["tensorflow importable"]:
@@ -193,8 +208,15 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
     assert "seamless:validpartinference" in report["algorithms"] and len(report["algorithms"]) >= 5
     assert len(report["message bar"]) == 1, report["message bar"]
     title, text = report["message bar"][0]
-    assert title == "Seamless Inference" and INSTALL_COMMAND in text, text
-    assert "Traceback" not in log and "Traceback" not in text
+    assert title == "Seamless Inference" and "TensorFlow" in text and len(text) < 100 and "pip" not in text, text
+    assert report["details buttons"] == 1
+    (details,) = report["details"]
+    exec_prefix, major, minor = report["python"]
+    python = os.path.join(exec_prefix, "bin", f"python{major}.{minor}")  # QGIS's own, e.g. /usr/bin/python3.11
+    assert os.path.isfile(python), python
+    assert details.count(f"{python} -m {INSTALL_COMMAND}") == 1, details
+    assert details.count("pip install") == 1 and "shims" not in details, details
+    assert "Traceback" not in log and "Traceback" not in details
     assert status == 0, f"exit status {status}:\n{log[-3000:]}"
 
 
