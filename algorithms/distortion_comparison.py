@@ -126,6 +126,10 @@ class DistortionComparison(ModelAlgorithm):
                                           QgsCoordinateReferenceSystem())
         if sink is None:
             return None
+        if context.willLoadLayerOnCompletion(dest):  # named for what it holds, in a model too (not "TABLE")
+            details = context.layerToLoadOnCompletionDetails(dest)
+            details.name = self.tr("RMSE per crop (R {})").format(result.rfield)
+            details.forceName = True
         for r in result.crops:
             feature = QgsFeature(fields)
             feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop

@@ -322,6 +322,7 @@ def test_toolbox_runs_in_a_row_do_not_crash_qgis(tmp_path):
 
         def toolbox_run(index):
             if index == len(RUNS):
+                report["layers"] = sorted(layer.name() for layer in QgsProject.instance().mapLayers().values())
                 finish()
                 return
             algorithm = "seamless:" + RUNS[index]
@@ -373,4 +374,5 @@ def test_toolbox_runs_in_a_row_do_not_crash_qgis(tmp_path):
         step(lambda: toolbox_run(0))
     ''')
     assert len(report["done"]) == len(TOOLBOX_RUNS), report["done"]
+    assert "RMSE per crop (R 128)" in report["layers"], report["layers"]  # the distortion table, not "TABLE"
     assert status == 0, f"QGIS crashed (exit status {status}) after {report['done']}:\n{log[-3000:]}"
