@@ -39,8 +39,11 @@ class RasterComparison(SeamlessAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """Two rasters, optional bands, optional squared-error raster and HTML report; the numbers out."""
-        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Reference raster")))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.IMAGE, self.tr("Image to compare")))
+        self.addParameter(self.explained(QgsProcessingParameterRasterLayer(
+            self.REFERENCE, self.tr("Reference raster")), "The reference, e.g. the valid-part output."))
+        self.addParameter(self.explained(QgsProcessingParameterRasterLayer(
+            self.IMAGE, self.tr("Image to compare")),
+            "E.g. the artifact-prone output: the same CRS, pixel size and pixel grid as the reference."))
         self.addParameter(self.explained(QgsProcessingParameterBand(
             self.BANDS, self.tr("Bands"), parentLayerParameterName=self.REFERENCE, optional=True,
             allowMultiple=True), "The bands to compare, the same numbers in both rasters; empty = all."))
