@@ -16,7 +16,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source, run_inference)
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
-from .help import SHORT_HELP
+from .help import SHORT_DESCRIPTION, SHORT_HELP
 from .styling import load_styled
 
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
@@ -26,6 +26,8 @@ SOURCE_DEFAULT_RFIELDS = (128, 32, 0)  # the seed's PAN 128 / XS 32; 0 = the gro
 _SOURCE_FIELD = re.compile(r"^sources\[(\d+)\](?:\.(\w+))?$")
 _SOURCE_SUFFIXES = {"rfield": "_RFIELD", "placeholder": "_PLACEHOLDER", "nodata": "_NODATA"}
 _FIELD_PARAMETERS = {"model_dir": "MODEL", "output_path": "OUTPUT"}
+MODEL_HELP = ("The TensorFlow SavedModel: the folder that holds saved_model.pb (what model.export() or "
+              "tf.saved_model.save() wrote). A SavedModel is code: load only models you trust.")
 
 
 def layer_path(layer, parameter: str) -> str:
@@ -102,6 +104,20 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
         """Dialog help (algorithms/help.py)."""
         return self.tr(SHORT_HELP[self.name()])
 
+    def shortDescription(self) -> str:  # noqa: N802
+        """The Toolbox tooltip: one line (algorithms/help.py)."""
+        return self.tr(SHORT_DESCRIPTION[self.name()])
+
+    def advanced(self, parameter):
+        """Mark a parameter Advanced and return it."""
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return parameter
+
+    def explained(self, parameter, text: str):
+        """Give a parameter its explanation (the dialog's tooltip and help panel), and return it."""
+        parameter.setHelp(self.tr(text))
+        return parameter
+
     def parameter_of(self, field: str | None) -> str | None:
         """This algorithm's parameter for an engine request field (sources[1].rfield -> SOURCE2_RFIELD), or None
         when it has none (as QGIS's invalidSourceError(parameters, name), errors name the dialog's own field)."""
@@ -173,21 +189,10 @@ class ModelAlgorithm(SeamlessAlgorithm):
         """SOURCE1, SOURCE1_RFIELD, ... (index from 1)."""
         return f"SOURCE{index}{suffix}"
 
-    def advanced(self, parameter):
-        """Mark a parameter Advanced and return it."""
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        return parameter
-
-    def explained(self, parameter, text: str):
-        """Give a parameter its explanation (the dialog's tooltip and help panel), and return it."""
-        parameter.setHelp(self.tr(text))
-        return parameter
-
     def add_model_and_sources(self) -> None:
         """MODEL, then SOURCEn, SOURCEn_RFIELD, SOURCEn_PLACEHOLDER, SOURCEn_NODATA for n = 1..3."""
         self.addParameter(self.explained(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"), behavior=QgsProcessingParameterFile.Folder),
-            "The folder that holds saved_model.pb (what model.export() or tf.saved_model.save() wrote)."))
+            self.MODEL, self.tr("Model folder"), behavior=QgsProcessingParameterFile.Folder), MODEL_HELP))
         for index in range(1, MAX_SOURCES + 1):
             optional = index > 1
             self.addParameter(self.explained(QgsProcessingParameterMultipleLayers(
@@ -202,7 +207,7 @@ class ModelAlgorithm(SeamlessAlgorithm):
             placeholder = self.explained(QgsProcessingParameterString(
                 self.source_key(index, "_PLACEHOLDER"), self.tr("Source {}: placeholder").format(index),
                 optional=True), "The model input this source feeds (empty = the inputs in alphabetical order).")
-            self.addParameter(placeholder if index < 3 else self.advanced(placeholder))
+            self.addParameter(self.advanced(placeholder))
             self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_NODATA"), self.tr("Source {}: no-data value").format(index),
                 QgsProcessingParameterNumber.Double, optional=True),
@@ -267,15 +272,19 @@ class InferenceAlgorithm(ModelAlgorithm):
     DISPLAY_BAND = "DISPLAY_BAND"
     OUTPUT = "OUTPUT"
 
-    EXTENT_MODE_LABELS = ("Full: the whole extent of source 1 (virtual padding beyond the edges)",
-                          "OTBTF: TensorflowModelServe's grid (origin, size and truncation)")
-    BACKEND_LABELS = ("Auto: OTBTF when pyotb has TensorflowModelServe (OTBTF extent mode), else TensorFlow",
-                      "TensorFlow (this plugin's engine)",
-                      "OTBTF (pyotb's TensorflowModelServe; OTBTF extent mode only)")
+    # option labels stay short (a combo box is as wide as its longest option); the explanation is the help
+    EXTENT_MODE_LABELS = ("Full", "OTBTF")
+    EXTENT_MODE_HELP = ("Full: the whole extent of source 1, with a virtual padding of the image beyond its edges. "
+                        "OTBTF: TensorflowModelServe's grid (origin, size and truncation).")
+    BACKEND_LABELS = ("Auto", "TensorFlow", "OTBTF")
+    BACKEND_HELP = ("Auto: OTBTF (pyotb's TensorflowModelServe, in a child process) when pyotb has it and the "
+                    "extent mode is OTBTF, else TensorFlow; the log says which. TensorFlow: this plugin's engine. "
+                    "OTBTF: OTBTF extent mode only.")
     PADDING_LABELS = ("Mirror", "Zeros")
     DATA_TYPE_NAMES = tuple(DATA_TYPES)
-    COMPRESSION_LABELS = ("Auto (ZSTD for integer types, none for float: it saves ~10 % at 2.6x the write time)",
-                          "ZSTD", "DEFLATE", "None")
+    COMPRESSION_LABELS = ("Auto", "ZSTD", "DEFLATE", "None")
+    COMPRESSION_HELP = ("Auto: ZSTD for integer types, none for float (lossless compression of probabilities saves "
+                        "about 10 % for 2.6 times the write time).")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model, up to three sources, the output fields, the grid and tiling, the output raster."""
@@ -288,11 +297,12 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(self.explained(QgsProcessingParameterExtent(
             self.EXTENT, self.tr("Extent"), optional=True),
             "The region of interest, in any CRS (like OTBTF's box=, but geographic); empty = all of source 1."))
-        self.addParameter(QgsProcessingParameterEnum(
+        self.addParameter(self.explained(QgsProcessingParameterEnum(
             self.EXTENT_MODE, self.tr("Extent mode"), [self.tr(s) for s in self.EXTENT_MODE_LABELS],
-            defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.BACKEND, self.tr("Backend"), [self.tr(s) for s in self.BACKEND_LABELS], defaultValue=0))
+            defaultValue=0), self.EXTENT_MODE_HELP))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
+            self.BACKEND, self.tr("Backend"), [self.tr(s) for s in self.BACKEND_LABELS], defaultValue=0),
+            self.BACKEND_HELP)))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
             self.CLUSTER, self.tr("Cluster"), optional=True),
             "Empty = this process. A Dask scheduler address (tcp://host:8786) spreads the tiles over its workers, "
@@ -310,11 +320,12 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
             self.BATCH_SIZE, self.tr("Tiles per TensorFlow call"), QgsProcessingParameterNumber.Integer, 0,
             minValue=0), "0 = Auto: as many tiles as fit about 4 million input pixels.")))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
-            self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0)))
-        self.addParameter(self.advanced(QgsProcessingParameterEnum(
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
+            self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0),
+            "The pixel type of the GeoTIFF (float32 by default).")))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
             self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
-            defaultValue=0)))
+            defaultValue=0), self.COMPRESSION_HELP)))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
             self.DISPLAY_BAND, self.tr("Band to display"), QgsProcessingParameterNumber.Integer, 2, minValue=1),
             "The band shown in the canvas (2 = class 1, the seed's buildings softmax)."))

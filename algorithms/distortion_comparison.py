@@ -19,6 +19,7 @@ class DistortionComparison(ModelAlgorithm):
     """For a receptive field R and crops c: tiled inference with efield R - 2c against the exact valid part."""
 
     REPORT_LABEL = "Distortion report"
+    TABLE_LABEL = "RMSE per crop (table)"
     ICON = "distortion_comparison.svg"
     OUTPUT_NAMES = "OUTPUT_NAMES"
     RFIELD = "RFIELD"
@@ -42,27 +43,29 @@ class DistortionComparison(ModelAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model and sources, R, the crops, the tolerance, the outputs."""
         self.add_model_and_sources()
-        self.addParameter(QgsProcessingParameterString(
-            self.OUTPUT_NAMES, self.tr("Model output (raw, uncropped; empty = the model's first)"), optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.RFIELD, self.tr("Receptive field R (source 1 pixels)"), QgsProcessingParameterNumber.Integer, 128,
-            minValue=1))
-        self.addParameter(QgsProcessingParameterString(
-            self.CROPS, self.tr("Crops, comma separated (empty = 0 and every _cropN output that fits R)"),
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TOLERANCE, self.tr("Tolerance on |error| (share of pixels above it)"),
-            QgsProcessingParameterNumber.Double, 1e-4, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CHOSEN_CROP, self.tr("Crop whose RMSE is returned as a number"),
-            QgsProcessingParameterNumber.Integer, 32, minValue=0))
+        self.addParameter(self.explained(QgsProcessingParameterString(
+            self.OUTPUT_NAMES, self.tr("Model output"), optional=True),
+            "The raw (uncropped) output of the model's signature; empty = the model's first."))
+        self.addParameter(self.explained(QgsProcessingParameterNumber(
+            self.RFIELD, self.tr("Receptive field R"), QgsProcessingParameterNumber.Integer, 128, minValue=1),
+            "In source 1 pixels; the other sources keep their ratio. Each crop c tiles by R - 2c."))
+        self.addParameter(self.explained(QgsProcessingParameterString(
+            self.CROPS, self.tr("Crops"), optional=True),
+            "Comma separated, in output pixels a side; empty = 0 and every _cropN output that fits R."))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+            self.TOLERANCE, self.tr("Error tolerance"), QgsProcessingParameterNumber.Double, 1e-4, minValue=0.0),
+            "The report gives the share of pixels whose absolute error is above it.")))
+        self.addParameter(self.explained(QgsProcessingParameterNumber(
+            self.CHOSEN_CROP, self.tr("Chosen crop"), QgsProcessingParameterNumber.Integer, 32, minValue=0),
+            "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler)."))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.TABLE, self.tr("Distortion table"), optional=True, createByDefault=True))
-        self.addParameter(QgsProcessingParameterFolderDestination(
-            self.ERROR_FOLDER, self.tr("Squared-error rasters, one per crop"), optional=True,
-            createByDefault=False))
+            self.TABLE, self.tr(self.TABLE_LABEL), optional=True, createByDefault=True))
+        self.addParameter(self.explained(QgsProcessingParameterFolderDestination(
+            self.ERROR_FOLDER, self.tr("Squared-error rasters"), optional=True, createByDefault=False),
+            "A folder for one squared-error raster per crop (sum over bands), loaded stretched: the block grid "
+            "shows."))
         self.addOutput(QgsProcessingOutputNumber(self.RMSE, self.tr("RMSE of the chosen crop")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -124,6 +127,10 @@ class DistortionComparison(ModelAlgorithm):
                                           QgsCoordinateReferenceSystem())
         if sink is None:
             return None
+        if context.willLoadLayerOnCompletion(dest):  # named for what it holds, in a model too (not "TABLE")
+            details = context.layerToLoadOnCompletionDetails(dest)
+            details.name = self.tr("RMSE per crop (R {})").format(result.rfield)
+            details.forceName = True
         for r in result.crops:
             feature = QgsFeature(fields)
             feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop

@@ -109,3 +109,13 @@ SHORT_HELP = {
         'Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
     ),
 }
+
+# the Toolbox tooltip (QgsProcessingAlgorithm.shortDescription): one line each
+SHORT_DESCRIPTION = {
+    'artifactproneinference': "Runs a SavedModel block by block and keeps its raw output, as OTBTF's "
+                              "TensorflowModelServe: blocking artifacts.",
+    'validpartinference': "Runs a SavedModel and keeps the valid part of every block: a seamless output.",
+    'distortioncomparison': "RMSE and cost of each crop against the exact valid part.",
+    'rastercomparison': "RMSE, MAE and max error of an image against a reference, where they overlap.",
+    'modelanalysis': "Which _cropN output and expression field give a seamless mosaic with a SavedModel.",
+}

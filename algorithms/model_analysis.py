@@ -1,19 +1,13 @@
 """Model analysis: the receptive field and valid part of a SavedModel, read from its graph and measured."""
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from ..engine import DependencyMissing, EngineError, analyse_model
 from ..engine.reports import analysis_html
-from .base import MAX_SOURCES, SeamlessAlgorithm, in_engine_thread, layer_path
+from .base import MAX_SOURCES, MODEL_HELP, SeamlessAlgorithm, in_engine_thread, layer_path
 
 SIZE_DEFAULTS = (128, 32, 0)  # the seed's PAN 128 / XS 32
-
-
-def _advanced(parameter):
-    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    return parameter
 
 
 class ModelAnalysis(SeamlessAlgorithm):
@@ -42,21 +36,20 @@ class ModelAnalysis(SeamlessAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model, the sources' sizes (and optional rasters), the output to analyse, the report."""
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model folder (TensorFlow SavedModel)"),
-            behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(self.explained(QgsProcessingParameterFile(
+            self.MODEL, self.tr("Model folder"), behavior=QgsProcessingParameterFile.Folder), MODEL_HELP))
         for index in range(1, MAX_SOURCES + 1):
             size = QgsProcessingParameterNumber(
                 f"SOURCE{index}_SIZE", self.tr("Source {}: size").format(index),
                 QgsProcessingParameterNumber.Integer, SIZE_DEFAULTS[index - 1], minValue=1 if index == 1 else 0)
             size.setHelp(self.tr("The receptive field, in pixels of source {}{}.").format(
                 index, self.tr(" (0 = no such source)") if index > 1 else ""))
-            self.addParameter(size if index < 3 else _advanced(size))
+            self.addParameter(size if index < 3 else self.advanced(size))
         for index in range(1, MAX_SOURCES + 1):
             raster = QgsProcessingParameterRasterLayer(f"SOURCE{index}", self.tr("Source {}: raster").format(index),
                                                        optional=True)
             raster.setHelp(self.tr("Optional: its pixel size gives the sources' pixel ratios."))
-            self.addParameter(_advanced(raster))
+            self.addParameter(self.advanced(raster))
         output = QgsProcessingParameterString(self.OUTPUT_NAME_BASE, self.tr("Output to analyse"), optional=True)
         output.setHelp(self.tr("Empty = the model's first output that is not a _cropN."))
         self.addParameter(output)

@@ -39,14 +39,17 @@ class RasterComparison(SeamlessAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         """Two rasters, optional bands, optional squared-error raster and HTML report; the numbers out."""
-        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Reference raster")))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.IMAGE, self.tr("Image to compare")))
-        self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, self.tr("Bands to compare (the same numbers in both; empty = all)"),
-            parentLayerParameterName=self.REFERENCE, optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.SQUARED_ERROR, self.tr("Squared error (sum over bands, per pixel)"), optional=True,
-            createByDefault=False))
+        self.addParameter(self.explained(QgsProcessingParameterRasterLayer(
+            self.REFERENCE, self.tr("Reference raster")), "The reference, e.g. the valid-part output."))
+        self.addParameter(self.explained(QgsProcessingParameterRasterLayer(
+            self.IMAGE, self.tr("Image to compare")),
+            "E.g. the artifact-prone output: the same CRS, pixel size and pixel grid as the reference."))
+        self.addParameter(self.explained(QgsProcessingParameterBand(
+            self.BANDS, self.tr("Bands"), parentLayerParameterName=self.REFERENCE, optional=True,
+            allowMultiple=True), "The bands to compare, the same numbers in both rasters; empty = all."))
+        self.addParameter(self.explained(QgsProcessingParameterRasterDestination(
+            self.SQUARED_ERROR, self.tr("Squared error"), optional=True, createByDefault=False),
+            "Per pixel, the sum over the bands of the squared difference: where the blocking artifacts are."))
         # an .html file destination becomes a QgsProcessingOutputHtml: the dialog opens it in the Results Viewer
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)"), optional=True,

@@ -16,24 +16,49 @@ import sys
 from .errors import DependencyMissing
 
 TENSORFLOW_REQUIREMENT = '"tensorflow-cpu==2.21.*" "numpy<2"'
+_PLATFORMS = (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin"))
+
+
+def install_command(system: str | None = None) -> str:
+    """The command that installs TensorFlow into QGIS's own Python on a platform (Debian, Windows, macOS); on this
+    platform it names this very interpreter (`python3` on PATH may be another Python than QGIS's)."""
+    system = system or platform.system()
+    if system == "Windows":
+        return "python -m pip install " + TENSORFLOW_REQUIREMENT
+    if system == "Darwin":
+        return '/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user "tensorflow==2.21.*" "numpy<2"'
+    if system != platform.system():
+        return f"python3 -m pip install --user --break-system-packages {TENSORFLOW_REQUIREMENT}"
+    python = python_executable() or "python3"
+    if sys.prefix != sys.base_prefix:  # a virtual environment: no --user there
+        return f"{python} -m pip install {TENSORFLOW_REQUIREMENT}"
+    return f"{python} -m pip install --user --break-system-packages {TENSORFLOW_REQUIREMENT}"
+
+
+_NOTES = {"Windows": "in the OSGeo4W Shell", "Darwin": "macOS has no tensorflow-cpu wheel",
+          "Linux": "numpy<2 keeps Debian's GDAL bindings working"}
 
 
 def install_hint(system: str | None = None) -> str:
-    """The command that installs TensorFlow into QGIS's own Python on this platform (Debian, Windows, macOS)."""
+    """The install command of a platform and why it reads so, on one line."""
     system = system or platform.system()
-    if system == "Windows":
-        return ("In the OSGeo4W Shell: python -m pip install " + TENSORFLOW_REQUIREMENT)
-    if system == "Darwin":
-        return ("/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user "
-                '"tensorflow==2.21.*" "numpy<2"  (macOS has no tensorflow-cpu wheel)')
-    return ("python3 -m pip install --user --break-system-packages " + TENSORFLOW_REQUIREMENT
-            + "  (Debian/Ubuntu; numpy<2 keeps Debian's GDAL bindings working)")
+    note = _NOTES.get(system)
+    return install_command(system) + (f"  ({note})" if note else "")
 
 
-def all_hints() -> str:
-    """The install command of every platform (the user may read this on another machine)."""
-    return "; ".join(f"{name}: {install_hint(system)}" for name, system in
-                     (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin")))
+def other_hints(system: str | None = None) -> str:
+    """The install command of every other platform (the user may read this on another machine)."""
+    system = system or platform.system()
+    return "; ".join(f"{name}: {install_hint(other)}" for name, other in _PLATFORMS if other != system)
+
+
+def tensorflow_missing_text() -> str:
+    """What the desktop notice's Details say: the interpreter QGIS runs and the one command, once."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    note = _NOTES.get(platform.system())
+    return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}), which cannot import TensorFlow. "
+            f"Install it into that Python, then restart QGIS:\n\n{install_command()}"
+            + (f"\n\n({note})" if note else ""))
 
 
 def tensorflow_available() -> bool:
@@ -58,8 +83,8 @@ def import_tensorflow():
         tf = importlib.import_module("tensorflow")
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
-            f"TensorFlow cannot be imported in this Python ({sys.executable}, {exc.__class__.__name__}: {exc}). "
-            f"Install it into QGIS's Python: {install_hint()}. Elsewhere: {all_hints()}") from exc
+            f"TensorFlow cannot be imported in this Python ({python_executable()}, {exc.__class__.__name__}: "
+            f"{exc}). Install it into QGIS's Python: {install_hint()}. Elsewhere: {other_hints()}") from exc
     finally:
         if flags is not None:
             sys.setdlopenflags(flags)
@@ -82,12 +107,19 @@ OTBTF_INSTALL_HINT = ("To use it, run QGIS where OTB 9 with the OTBTF module and
 
 
 def python_executable() -> str | None:
-    """A Python interpreter of this installation (inside QGIS, sys.executable is QGIS itself)."""
-    if os.path.basename(sys.executable or "").lower().startswith("python"):
-        return sys.executable
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for folder in (os.path.join(sys.exec_prefix, "bin"), sys.exec_prefix):
-        for name in (f"python{version}", f"python{sys.version_info.major}", "python", "python.exe"):
-            if os.path.isfile(os.path.join(folder, name)):
-                return os.path.join(folder, name)
-    return shutil.which(f"python{version}") or shutil.which("python3")
+    """The Python interpreter running this code, as a program children can start. Inside QGIS, sys.executable is
+    QGIS itself or whatever `python3` PATH finds first (seen: a pyenv shim, another Python than QGIS's 3.11), so
+    it counts only when it lies in this Python's prefix; else pythonX.Y in the prefix (checked to exist)."""
+    major, minor = sys.version_info[:2]
+    folders = []
+    for prefix in dict.fromkeys((sys.prefix, sys.exec_prefix)):  # a venv's prefix, then the base's
+        folders += [os.path.join(prefix, "bin"), prefix]  # POSIX prefix/bin; Windows prefix/python.exe
+    executable = os.path.abspath(sys.executable) if sys.executable else ""
+    if os.path.basename(executable).lower().startswith("python") and os.path.dirname(executable) in folders:
+        return executable
+    for folder in folders:
+        for name in (f"python{major}.{minor}", f"python{major}", "python", "python.exe"):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
+    return shutil.which(f"python{major}.{minor}") or shutil.which(f"python{major}")

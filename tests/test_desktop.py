@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("xvfb-run") or not shutil.which("qgis"),
                                  reason="needs xvfb-run and the QGIS desktop (make apt)")]
 
-INSTALL_COMMAND = 'python3 -m pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
+INSTALL_COMMAND = 'pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
 
 # run inside QGIS before the test's own script: `report` collects, `finish()` writes it and quits
 PRELUDE = '''
@@ -175,16 +175,31 @@ def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
 
 
 def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
+    """Without TensorFlow: one short message-bar line (the bar cuts a text after two lines) whose Details name
+    QGIS's own interpreter (sys.executable is QGIS, or what PATH finds) and give the install command once."""
     report, status, log = run_desktop(tmp_path, with_tensorflow=False, script='''
         @step
         def look():
             import importlib.util
+            import sys
+            from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QPushButton
 
             report["tensorflow importable"] = importlib.util.find_spec("tensorflow") is not None
             report["active plugins"] = list(qgis.utils.active_plugins)
             provider = QgsApplication.processingRegistry().providerById("seamless")
             report["algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
-            report["message bar"] = [[w.title(), w.text()] for w in iface.messageBar().items()]
+            items = iface.messageBar().items()
+            report["message bar"] = [[w.title(), w.text()] for w in items]
+            report["python"] = [sys.exec_prefix, *sys.version_info[:2]]
+            buttons = [b for w in items for b in w.findChildren(QPushButton) if b.text() == "Details"]
+            report["details buttons"] = len(buttons)
+            if buttons:
+                buttons[0].click()
+                QApplication.processEvents()
+                boxes = [b for b in QApplication.topLevelWidgets() if isinstance(b, QMessageBox) and b.isVisible()]
+                report["details"] = [b.text() for b in boxes]
+                for box in boxes:
+                    box.close()
             finish()
     ''')
     if report["tensorflow importable"]:
@@ -193,8 +208,103 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
     assert "seamless:validpartinference" in report["algorithms"] and len(report["algorithms"]) >= 5
     assert len(report["message bar"]) == 1, report["message bar"]
     title, text = report["message bar"][0]
-    assert title == "Seamless Inference" and INSTALL_COMMAND in text, text
-    assert "Traceback" not in log and "Traceback" not in text
+    assert title == "Seamless Inference" and "TensorFlow" in text and len(text) < 100 and "pip" not in text, text
+    assert report["details buttons"] == 1
+    (details,) = report["details"]
+    exec_prefix, major, minor = report["python"]
+    python = os.path.join(exec_prefix, "bin", f"python{major}.{minor}")  # QGIS's own, e.g. /usr/bin/python3.11
+    assert os.path.isfile(python), python
+    assert details.count(f"{python} -m {INSTALL_COMMAND}") == 1, details
+    assert details.count("pip install") == 1 and "shims" not in details, details
+    assert "Traceback" not in log and "Traceback" not in details
+    assert status == 0, f"exit status {status}:\n{log[-3000:]}"
+
+
+DIALOGS = {"validpartinference": ("MODEL", "SOURCE1", "SOURCE2"),
+           "artifactproneinference": ("MODEL", "SOURCE1", "SOURCE2"),
+           "distortioncomparison": ("MODEL", "SOURCE1", "SOURCE2"),
+           "modelanalysis": ("MODEL",), "rastercomparison": ("REFERENCE", "IMAGE")}
+
+
+def test_every_dialog_fits_its_default_size_without_a_horizontal_scrollbar(tmp_path):
+    """Each algorithm's dialog as the Toolbox opens it in a fresh profile: no horizontal scrollbar in the parameters
+    panel (Advanced Parameters folded or not), the "..." buttons the tutorial tells users to click in view; the
+    Toolbox tooltip is the algorithm's one-line short description."""
+    report, status, log = run_desktop(tmp_path, checkout_plugin=True, script=f'''
+        DIALOGS = {DIALOGS!r}
+
+
+        @step
+        def look():
+            import processing
+            from qgis.PyQt import sip
+            from qgis.PyQt.QtCore import QModelIndex, QPoint, Qt
+            from qgis.PyQt.QtWidgets import QApplication, QGroupBox, QScrollArea, QToolButton
+            from qgis.gui import QgsCollapsibleGroupBoxBasic
+
+            def settle():
+                for _ in range(20):
+                    QApplication.processEvents()
+
+            def panel_state(dialog):
+                (area,) = [a for a in dialog.mainWidget().findChildren(QScrollArea) if a.isVisible()]
+                viewport = area.viewport()
+                buttons = {{}}
+                for name in DIALOGS[algorithm]:
+                    widget = dialog.mainWidget().wrappers[name].wrappedWidget()
+                    dots = [b for b in widget.findChildren(QToolButton) if b.isVisible() and b.text() in ("…", "...")]
+                    buttons[name] = [[b.mapTo(viewport, QPoint(0, 0)).x(), b.width(), viewport.width()] for b in dots]
+                return {{"horizontal scrollbar": area.horizontalScrollBar().isVisible(), "buttons": buttons,
+                        "content width": area.widget().minimumSizeHint().width(), "viewport": viewport.width()}}
+
+            registry = QgsApplication.processingRegistry()
+            report["dialogs"] = {{}}
+            for algorithm in DIALOGS:
+                dialog = processing.createAlgorithmDialog("seamless:" + algorithm, {{}})
+                dialog.show()
+                settle()
+                state = {{"size": [dialog.width(), dialog.height()], "folded": panel_state(dialog)}}
+                dialog.grab().save(os.path.join(os.environ["SEAMLESS_OUT"], algorithm + ".png"))
+                for box in dialog.findChildren(QGroupBox):
+                    if box.metaObject().className() == "QgsCollapsibleGroupBox":  # Advanced Parameters
+                        sip.cast(box, QgsCollapsibleGroupBoxBasic).setCollapsed(False)
+                settle()
+                state["unfolded"] = panel_state(dialog)
+                report["dialogs"][algorithm] = state
+                dialog.close()
+
+            # the Toolbox's tooltip of each algorithm
+            tree = qgis.utils.plugins["processing"].toolbox.algorithmTree
+            report["tooltips"], report["short descriptions"] = {{}}, {{}}
+
+            def walk(parent):
+                for row in range(tree.model().rowCount(parent)):
+                    index = tree.model().index(row, 0, parent)
+                    algorithm = tree.algorithmForIndex(index)
+                    if algorithm is not None and algorithm.provider().id() == "seamless":
+                        report["tooltips"][algorithm.name()] = tree.model().data(index, Qt.ToolTipRole)
+                        report["short descriptions"][algorithm.name()] = algorithm.shortDescription()
+                    walk(index)
+
+            walk(QModelIndex())
+            finish()
+    ''')
+    assert sorted(report["dialogs"]) == sorted(DIALOGS)
+    for algorithm, state in report["dialogs"].items():
+        for fold in ("folded", "unfolded"):
+            panel = state[fold]
+            assert not panel["horizontal scrollbar"], (
+                f"{algorithm} ({fold}, dialog {state['size']}): the parameters need {panel['content width']} px, "
+                f"the panel shows {panel['viewport']} px; see {tmp_path / (algorithm + '.png')}")
+            for name, buttons in panel["buttons"].items():
+                assert len(buttons) == 1, f"{algorithm}: {name} has no single visible '...' button: {buttons}"
+                (x, width, viewport) = buttons[0]
+                assert 0 <= x and x + width <= viewport, f"{algorithm}: {name}'s '...' button is out of view: {x}"
+    assert sorted(report["tooltips"]) == sorted(DIALOGS), report["tooltips"]
+    for algorithm, tooltip in report["tooltips"].items():
+        short = report["short descriptions"][algorithm]
+        assert short and "\n" not in short and len(short) <= 120, (algorithm, short)
+        assert short in tooltip, (algorithm, tooltip)
     assert status == 0, f"exit status {status}:\n{log[-3000:]}"
 
 
@@ -212,6 +322,7 @@ def test_toolbox_runs_in_a_row_do_not_crash_qgis(tmp_path):
 
         def toolbox_run(index):
             if index == len(RUNS):
+                report["layers"] = sorted(layer.name() for layer in QgsProject.instance().mapLayers().values())
                 finish()
                 return
             algorithm = "seamless:" + RUNS[index]
@@ -263,4 +374,5 @@ def test_toolbox_runs_in_a_row_do_not_crash_qgis(tmp_path):
         step(lambda: toolbox_run(0))
     ''')
     assert len(report["done"]) == len(TOOLBOX_RUNS), report["done"]
+    assert "RMSE per crop (R 128)" in report["layers"], report["layers"]  # the distortion table, not "TABLE"
     assert status == 0, f"QGIS crashed (exit status {status}) after {report['done']}:\n{log[-3000:]}"

@@ -47,7 +47,7 @@ HELP = {
     "comparison:REPORT": "Raster comparison report: the seed's RMSE of artifact-prone against valid part.",
     "comparison:SQUARED_ERROR": "Squared error per pixel: the block grid of the artifact-prone output.",
     "distortion:REPORT": "Distortion report: RMSE of every crop against the exact valid part, and its cost.",
-    "distortion:TABLE": "The distortion report as a table (one row per crop).",
+    "distortion:TABLE": "RMSE, errors and cost of every crop, one row per crop (the report as a table).",
 }
 
 
@@ -61,13 +61,13 @@ def build():
 
     model = QgsProcessingModelAlgorithm("Seed workflow", "Seamless Inference", "seamlessinference")
     inputs = (
-        (QgsProcessingParameterFile("MODEL", "Model folder (TensorFlow SavedModel)",
+        (QgsProcessingParameterFile("MODEL", "Model folder",
                                     behavior=QgsProcessingParameterFile.Folder), 120),
         (QgsProcessingParameterRasterLayer("SOURCE1", "Source 1 (PAN)"), 340),
         (QgsProcessingParameterRasterLayer("SOURCE2", "Source 2 (XS)"), 560),
-        (QgsProcessingParameterNumber("SOURCE1_RFIELD", "Source 1 receptive field (pixels)",
+        (QgsProcessingParameterNumber("SOURCE1_RFIELD", "Source 1 receptive field",
                                       QgsProcessingParameterNumber.Integer, 128, minValue=1), 780),
-        (QgsProcessingParameterNumber("SOURCE2_RFIELD", "Source 2 receptive field (pixels)",
+        (QgsProcessingParameterNumber("SOURCE2_RFIELD", "Source 2 receptive field",
                                       QgsProcessingParameterNumber.Integer, 32, minValue=0), 1000),
     )
     for definition, x in inputs:
@@ -94,19 +94,19 @@ def build():
          (("REPORT", "Model analysis report"),)),
         ("artifact_prone", "seamless:artifactproneinference", "Artifact-prone inference", (760, 200),
          dict(sources), (("OUTPUT", "Artifact-prone output"),)),
-        ("valid_part", "seamless:validpartinference", "Valid-part inference (crop and efield from the analysis)",
+        ("valid_part", "seamless:validpartinference", "Valid-part inference",
          (200, 400),
          {**sources, "OUTPUT_NAMES": child_output("analysis", "OUTPUT_NAME"),
           "EFIELD": child_output("analysis", "EFIELD")},
          (("OUTPUT", "Valid-part output"),)),
-        ("comparison", "seamless:rastercomparison", "Raster comparison (artifact-prone vs valid part)", (600, 580),
+        ("comparison", "seamless:rastercomparison", "Raster comparison", (600, 580),
          {"REFERENCE": child_output("valid_part", "OUTPUT"), "IMAGE": child_output("artifact_prone", "OUTPUT")},
          (("REPORT", "Raster comparison report"), ("SQUARED_ERROR", "Squared error (the block grid)"))),
-        ("distortion", "seamless:distortioncomparison", "Distortion comparison (crop vs exactness vs cost)",
+        ("distortion", "seamless:distortioncomparison", "Distortion comparison",
          (1000, 400),
          {**sources, "RFIELD": child_output("analysis", "RFIELD"), "CHOSEN_CROP": child_output("analysis", "CROP"),
           "CROPS": static("")},
-         (("REPORT", "Distortion report"), ("TABLE", "Distortion table"))),
+         (("REPORT", "Distortion report"), ("TABLE", "RMSE per crop (table)"))),
     )
     for child_id, algorithm_id, description, (x, y), parameter_sources, outputs in children:
         child = QgsProcessingModelChildAlgorithm(algorithm_id)

@@ -7,7 +7,7 @@ with this checkout as an enabled plugin and the venv's TensorFlow, and runs this
 There it drives the GUI as a user would and grabs the widgets to PNG:
 
   toolbox.png              the Processing Toolbox, the Seamless Inference provider expanded
-  valid_part_dialog.png    the Valid-part inference dialog filled with the sample, its help on the right
+  valid_part_dialog.png    the Valid-part inference dialog at its default size, filled with the sample
   valid_part_log.png       the same dialog after the run (a background task, as the Run button does)
   canvas_both_outputs.png  the main window: artifact-prone output in the main map, valid part in a second map view
   distortion_report.png    the distortion comparison's HTML report (the Results Viewer entry, rendered)
@@ -254,14 +254,15 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     # The only run in a background task: a second TensorFlow run in QGIS's task threads can crash QGIS
     dialog = processing.createAlgorithmDialog("seamless:validpartinference", {
         **params, "DISPLAY_BAND": 5, "OUTPUT": str(work / "valid_part.tif")})
-    dialog.resize(1300, 800)
-    dialog.show()
+    dialog.show()  # at its default size, as a fresh profile opens it
+    yield 1.0
+    grab(dialog, out / "valid_part_dialog.png", outcomes)
+    dialog.resize(1300, 800)  # wider for the log, whose lines are long
     yield 0.5
     splitter = dialog.findChild(QSplitter)
     if splitter:
         splitter.setSizes([820, 480])
     yield 0.5
-    grab(dialog, out / "valid_part_dialog.png", outcomes)
     yield from run_dialog(dialog, "the valid part loaded", lambda: project.mapLayersByName(VALID_LAYER))
     grab(dialog, out / "valid_part_log.png", outcomes)
     dialog.close()
