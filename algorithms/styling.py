@@ -1,7 +1,8 @@
 """How results look in the canvas: one post-processor names and styles every loaded output layer."""
 
-from qgis.core import (QgsContrastEnhancement, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
-                       QgsRasterLayer, QgsSingleBandGrayRenderer)
+from qgis.core import (QgsContrastEnhancement, QgsPalettedRasterRenderer, QgsProcessingContext,
+                       QgsProcessingLayerPostProcessorInterface, QgsRasterLayer, QgsSingleBandGrayRenderer)
+from qgis.PyQt.QtGui import QColor
 
 _ALIVE = set()  # sip deletes unreferenced Python post-processors before QGIS calls them: held until they ran
 
@@ -42,6 +43,37 @@ def load_styled(context: QgsProcessingContext, output: str, name: str, band: int
     details.name = name
     details.forceName = True
     details.setPostProcessor(keep_alive(GrayStretch(band, minimum, maximum, name=name)))
+
+
+class Palette(QgsProcessingLayerPostProcessorInterface):
+    """Paletted renderer on band 1 (a class map): one colour and one name per class value."""
+
+    def __init__(self, classes: list, name: str | None = None):
+        super().__init__()
+        self.classes, self.name = classes, name  # [(value, (r, g, b, a), label)]
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+        """Apply the renderer (the main thread calls this once the layer is in the project)."""
+        _ALIVE.discard(self)
+        if not isinstance(layer, QgsRasterLayer):
+            return
+        classes = [QgsPalettedRasterRenderer.Class(value, QColor(*color), label)
+                   for value, color, label in self.classes]
+        layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+        if self.name:
+            layer.setName(self.name)
+        layer.triggerRepaint()
+
+
+def load_classes(context: QgsProcessingContext, output: str, name: str, classes: list) -> None:
+    """If the class map is to be loaded, give it `name` and a paletted style of `classes`
+    [(value, (r, g, b, a), label)]."""
+    if not context.willLoadLayerOnCompletion(output):
+        return
+    details = context.layerToLoadOnCompletionDetails(output)
+    details.name = name
+    details.forceName = True
+    details.setPostProcessor(keep_alive(Palette(classes, name=name)))
 
 
 def keep_alive(post_processor):

@@ -65,13 +65,13 @@ class NullSink:
         """Nothing to remove."""
 
 
-def check_output_path(request: InferenceRequest, output_path: str) -> None:
-    """The output must not replace one of the inputs."""
+def check_output_path(request: InferenceRequest, output_path: str, field: str = "output_path") -> None:
+    """The output must not replace one of the inputs (`field`: the request field of that output)."""
     target = os.path.realpath(output_path)
     for index, source in enumerate(request.sources):
         if any(os.path.realpath(p) == target for p in source.paths):
             raise EngineError(f"The output {output_path!r} is a raster of source {index + 1}: writing it would "
-                              "destroy the input; choose another output path.", "output_path")
+                              "destroy the input; choose another output path.", field)
 
 
 class GeoTiffSink:
@@ -172,6 +172,10 @@ class GeoTiffSink:
             self.dataset.FlushCache()
             self.dataset = None
             os.replace(self.temp_path, self.path)
+            if os.path.exists(self.temp_path + ".aux.xml"):  # what TIFF tags cannot hold (category names)
+                os.replace(self.temp_path + ".aux.xml", self.path + ".aux.xml")
+            elif os.path.exists(self.path + ".aux.xml"):  # an older run's: it would describe another raster
+                os.remove(self.path + ".aux.xml")
         except (RuntimeError, OSError) as exc:
             self.abort()
             raise EngineError(f"Finishing the output {self.path!r} failed ({exc}); is the disk full?",
