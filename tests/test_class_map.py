@@ -196,7 +196,9 @@ def test_a_qml_style_saved_by_qgis_is_read(qgis_new_project, tmp_path):
     from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer
     from qgis.PyQt.QtGui import QColor
 
-    layer = QgsRasterLayer(str(SAMPLE / "data" / "labels.tif"), "labels")
+    labels = tmp_path / "labels.tif"  # a copy: QGIS may write statistics next to it
+    gdal.Translate(str(labels), str(SAMPLE / "data" / "labels.tif"))
+    layer = QgsRasterLayer(str(labels), "labels")
     classes = [QgsPalettedRasterRenderer.Class(i, QColor(10 * i, 20 * i, 30 * i), f"label {i}") for i in range(6)]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
     qml = tmp_path / "labels.qml"
