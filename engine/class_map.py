@@ -215,15 +215,15 @@ class ClassMapSink:
                 self.warned = True
             elif mask is None or not mask.all():
                 self.warned = True  # the first block with data looked like softmax scores: no need to look again
-        winner = np.argmax(block, axis=-1).astype(np.uint8)
-        layers = [winner]
+        winner = np.argmax(block, axis=-1)
+        out = np.empty(block.shape[:2] + (2 if self.confidence else 1,), np.uint8)
+        out[..., 0] = winner
         if self.confidence:
-            best = np.take_along_axis(block, winner[..., np.newaxis].astype(np.intp), axis=-1)[..., 0]
-            layers.append(np.clip(np.rint(best * 100), 0, 100).astype(np.uint8))
+            best = np.take_along_axis(block, winner[..., np.newaxis], axis=-1)[..., 0]
+            out[..., 1] = np.clip(np.rint(best * 100), 0, 100)
         if mask is not None:
-            for layer in layers:
-                layer[mask] = CLASS_NODATA
-        self.classes.write(x0, y0, np.stack(layers, axis=-1))
+            out[mask] = CLASS_NODATA
+        self.classes.write(x0, y0, out)
 
     def declare_nodata(self, value: float) -> None:
         """The scores' no-data value (the class map's is always 255)."""
