@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, SAMPLE, XS, seed_sources
+from conftest import MODEL, PAN, SAMPLE, XS, qgis_process, seed_sources
 from osgeo import gdal
 
 from seamless_inference.engine import Cancelled, EngineError, InferenceRequest, Source, run_inference
@@ -284,3 +284,11 @@ def test_qgis_refusals_name_the_parameter(provider, tmp_path):
     with pytest.raises(QgsProcessingException, match="parameter CLASS_MAP"):
         processing.run(VALID, params(OUTPUT=str(tmp_path / "a.tif"), CLASS_MAP=str(tmp_path / "a.tif")))
     assert os.listdir(tmp_path) == ["bad.csv"]
+
+
+def test_qgis_process_writes_the_class_map_alone_when_output_is_empty(tmp_path):
+    run = qgis_process("run", VALID, "--", f"MODEL={MODEL}", f"SOURCE1={PAN}", f"SOURCE2={XS}", "OUTPUT=",
+                       f"CLASS_MAP={tmp_path / 'c.tif'}", f"CLASS_TABLE={CLASSES_CSV}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["c.tif", "c.tif.aux.xml"]
+    assert categories(tmp_path / "c.tif") == SAMPLE_NAMES
