@@ -335,7 +335,7 @@ class InferenceAlgorithm(ModelAlgorithm):
         name = self.layer_name(plan)
         if output:
             band = self.parameterAsInt(parameters, self.DISPLAY_BAND, context) or result.display_band or 1
-            load_styled(context, output, name, band)
+            load_styled(context, output, name, band, under=class_map)  # the class map is what shows
         if class_map:
             entries = complete_table(table, plan.bands)[0]
             load_classes(context, class_map, self.tr("{} - class map").format(name),

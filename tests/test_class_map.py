@@ -236,24 +236,29 @@ def params(**extra):
     return {"MODEL": str(MODEL), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], **extra}
 
 
-def test_the_class_map_loads_paletted_with_the_sample_names_next_to_auto_band_scores(provider, qgis_new_project,
-                                                                                     tmp_path):
+@pytest.mark.parametrize("scores_name, classes_name", [("scores.tif", "classes.tif"), ("a.tif", "z.tif")])
+def test_the_class_map_loads_paletted_with_the_sample_names_over_auto_band_scores(provider, qgis_new_project,
+                                                                                  tmp_path, scores_name, classes_name):
+    """QGIS loads outputs in the order of their paths: either way the class map ends on top, the scores under it."""
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject
 
-    result = processing.runAndLoadResults(VALID, params(OUTPUT=str(tmp_path / "scores.tif"),
-                                                        CLASS_MAP=str(tmp_path / "classes.tif"),
+    result = processing.runAndLoadResults(VALID, params(OUTPUT=str(tmp_path / scores_name),
+                                                        CLASS_MAP=str(tmp_path / classes_name),
                                                         CLASS_TABLE=str(CLASSES_CSV)))
     layers = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
     classes = layers["estimated_crop32 - valid part - class map"]
-    assert classes.source() == result["CLASS_MAP"] == str(tmp_path / "classes.tif")
+    assert classes.source() == result["CLASS_MAP"] == str(tmp_path / classes_name)
     renderer = classes.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer) and renderer.band() == 1
     expected = read_class_table(str(CLASSES_CSV))
     assert [(c.value, c.label, c.color.getRgb()) for c in renderer.classes()] == [
         (e.value, e.name, e.color) for e in expected]
+    root = QgsProject.instance().layerTreeRoot()
+    assert root.findLayers()[0].layer() is classes and root.findLayer(classes.id()).isVisible()  # on top, shown
     scores = layers["estimated_crop32 - valid part"]
-    corner = read(tmp_path / "scores.tif")[:, :512, :512]
+    assert not root.findLayer(scores.id()).isVisible()  # loaded, unchecked: the class map is what shows
+    corner = read(tmp_path / scores_name)[:, :512, :512]
     assert scores.renderer().usesBands() == [int(np.argmax(corner.std(axis=(1, 2)))) + 1]  # DISPLAY_BAND 0 = Auto
 
 

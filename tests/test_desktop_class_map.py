@@ -72,7 +72,9 @@ def test_a_valid_part_run_from_the_dialog_puts_the_named_class_map_in_the_layers
     names = [e.name for e in expected]
     assert layer["legend"] == names  # six named colours, under the band's title in the panel:
     assert layer["legend nodes in the panel"] == ["Band 1: class (Palette)"] + names
+    assert report["tree"][0] == name  # on top of the Layers panel
     scores = report["estimated_crop32 - valid part"]
+    assert not scores["visible"]  # loaded unchecked: the class map is what shows
     assert scores["renderer"] == "singlebandgray" and scores["band"] == [5]  # Auto: the most contrasted band
     classes = gdal.Open(layer["source"]).ReadAsArray()
     assert np.array_equal(classes, np.argmax(gdal.Open(scores["source"]).ReadAsArray(), axis=0))
