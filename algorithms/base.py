@@ -4,9 +4,10 @@ import os
 import re
 import threading
 
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterFile,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
@@ -15,9 +16,10 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source, run_inference)
+from ..engine.class_map import complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
 from .help import SHORT_DESCRIPTION, SHORT_HELP
-from .styling import load_styled
+from .styling import load_classes, load_styled
 
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 README_URL = "https://github.com/seamless-inference/seamless_inference#"
@@ -271,6 +273,9 @@ class InferenceAlgorithm(ModelAlgorithm):
     COMPRESSION = "COMPRESSION"
     DISPLAY_BAND = "DISPLAY_BAND"
     OUTPUT = "OUTPUT"
+    CLASS_MAP = "CLASS_MAP"
+    CLASS_TABLE = "CLASS_TABLE"
+    CONFIDENCE = "CONFIDENCE"
 
     # option labels stay short (a combo box is as wide as its longest option); the explanation is the help
     EXTENT_MODE_LABELS = ("Full", "OTBTF")
@@ -327,9 +332,26 @@ class InferenceAlgorithm(ModelAlgorithm):
             self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
             defaultValue=0), self.COMPRESSION_HELP)))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.DISPLAY_BAND, self.tr("Band to display"), QgsProcessingParameterNumber.Integer, 2, minValue=1),
-            "The band shown in the canvas (2 = class 1, the seed's buildings softmax)."))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
+            self.DISPLAY_BAND, self.tr("Band to display"), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            "The band shown in the canvas (0 = Auto: the band with the most contrast on the first 512 x 512 "
+            "output pixels)."))
+        self.addParameter(self.explained(QgsProcessingParameterFile(
+            self.CLASS_TABLE, self.tr("Class table"), optional=True,
+            fileFilter="Class tables (*.csv *.qml *.clr *.txt)"),
+            "The names and colours of the class map's classes: a CSV value,name,color (#rrggbb), a QGIS style "
+            "(.qml, Paletted/Unique values) or a colour map (.clr: value r g b a name). Empty = class 0..N-1 in a "
+            "qualitative palette. The sample's: sample/classes.csv."))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterBoolean(
+            self.CONFIDENCE, self.tr("Class map confidence band"), defaultValue=False),
+            "Band 2 of the class map: the winning class's score in percent (0..100).")))
+        self.addParameter(self.explained(QgsProcessingParameterRasterDestination(
+            self.OUTPUT, self.tr(self.OUTPUT_LABEL), optional=True, createByDefault=True),
+            "The model's output (float scores). Skip it to write the class map alone."))
+        self.addParameter(self.explained(QgsProcessingParameterRasterDestination(
+            self.CLASS_MAP, self.tr("Class map"), optional=True, createByDefault=False),
+            "The argmax of the output's bands (class scores, e.g. a softmax) as a Byte raster, one colour and name "
+            "per class, computed in the same pass (TensorFlow backend in this process; not with OTBTF or a "
+            "cluster). No-data = 255."))
 
     def request(self, parameters, context, sources) -> InferenceRequest:
         """The engine request of the parameters (output names left to the subclass's defaults)."""
@@ -360,20 +382,34 @@ class InferenceAlgorithm(ModelAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine run, the output (named and styled) out."""
         self.check_outputs(parameters, context)
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context) or None
+        class_map = self.parameterAsOutputLayer(parameters, self.CLASS_MAP, context) or None
+        if not output and not class_map:
+            raise QgsProcessingException(self.tr("Nothing to write: give the output raster, the class map or both "
+                                                 "[parameter OUTPUT]."))
         try:
+            table_path = self.parameterAsFile(parameters, self.CLASS_TABLE, context)
+            table = read_class_table(table_path) if table_path else None
             request = self.request(parameters, context, self.sources(parameters, context))
             backend = BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)]
             cluster = self.parameterAsString(parameters, self.CLUSTER, context).strip() or None
+            confidence = self.parameterAsBoolean(parameters, self.CONFIDENCE, context)
             result = in_engine_thread(lambda: run_inference(
                 request, output, progress=lambda f: feedback.setProgress(100.0 * f),
-                is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend, cluster=cluster))
+                is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend, cluster=cluster,
+                class_map=class_map, confidence=confidence, class_table=table))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         plan = result.plan
         name = self.layer_name(plan)
-        load_styled(context, output, name, self.parameterAsInt(parameters, self.DISPLAY_BAND, context))
-        return {self.OUTPUT: output}
+        if output:
+            band = self.parameterAsInt(parameters, self.DISPLAY_BAND, context) or result.display_band or 1
+            load_styled(context, output, name, band, under=class_map)  # the class map is what shows
+        if class_map:
+            entries = complete_table(table, plan.bands)[0]
+            load_classes(context, class_map, self.tr("{} - class map").format(name),
+                         [(e.value, e.color, e.name) for e in entries])
+        return {self.OUTPUT: output, self.CLASS_MAP: class_map}
 
     # what the subclasses set
     VALID_PART = False  # serve the measured valid part of the output

@@ -33,6 +33,23 @@ models/seed_workflow.model3 does).</p>
 # QGIS's help panel makes a paragraph of every line of a help string: one line
 FIELDS = " ".join(FIELDS.split())
 
+CLASS_MAP = """
+<h3>Class map</h3>
+<p>For a segmentation model whose output is class scores (a softmax: one band per class), <b>Class map</b> also
+writes the winning class of each pixel (the argmax, class values 0..N-1, no-data 255) as a Byte raster, computed
+from the same blocks in the same pass: no second run, no second read of the scores. It loads with one colour and
+one name per class from the <b>Class table</b> (CSV <code>value,name,color</code> with #rrggbb, a QGIS .qml style
+of a paletted layer, or a .clr colour map <code>value r g b a name</code>; the sample's is
+<code>sample/classes.csv</code>); without a table the classes are "class 0..N-1" in a qualitative palette.
+<b>Confidence band</b> (advanced) adds band 2: the winning score in percent. Skip the output raster to write the
+class map alone (1 byte a pixel instead of 4 per class). A 1-band output is refused; scores outside [0, 1] or not
+summing to 1 get a warning in the log (the map is still their argmax). The class map is computed by this
+plugin's TensorFlow pipeline in QGIS's process: with the OTBTF backend or a cluster it is refused (choose
+TensorFlow or Auto, leave Cluster empty). <b>Band to display</b> 0 (Auto) shows the output band with the most
+contrast on its first 512 x 512 pixels.</p>
+"""
+CLASS_MAP = " ".join(CLASS_MAP.split())
+
 # QGIS's help panel makes a paragraph of every line of a help string: each text is one line
 SHORT_HELP = {
     'artifactproneinference': (
@@ -41,7 +58,7 @@ SHORT_HELP = {
         "rfield 32, output <code>estimated</code>, efield 128) it reproduces the OTBTF tutorial's first run: each 128"
         ' px block is computed on its own, so the zero padding inside the network shows as a grid of <b>blocking '
         'artifacts</b>. Compare with <i>Valid-part inference</i>.</p>'
-    ) + FIELDS,
+    ) + CLASS_MAP + FIELDS,
     'validpartinference': (
         "<p>Runs a TensorFlow SavedModel over rasters like OTBTF's TensorflowModelServe and keeps only the <b>valid "
         'part</b> of each block, so the result is <b>seamless</b>. By default the plugin measures how many pixels the'
@@ -49,7 +66,7 @@ SHORT_HELP = {
         'smallest exact <code>_cropN</code> output (<code>estimated_crop32</code>) and the expression field rfield - '
         "2 x N (64), and in Full mode runs large tiles whose pixels are identical to OTBTF's 64 px blocks. If the "
         'model has no exact <code>_cropN</code> output, the plugin crops the raw output itself.</p>'
-    ) + FIELDS,
+    ) + CLASS_MAP + FIELDS,
     'distortioncomparison': (
         '<p>How far is each cropping value from the exact result, and what does it cost? For a receptive field R '
         "(source 1 pixels; the other sources keep their ratio) and each crop c, the model runs as OTBTF's "

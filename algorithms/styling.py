@@ -1,7 +1,8 @@
 """How results look in the canvas: one post-processor names and styles every loaded output layer."""
 
-from qgis.core import (QgsContrastEnhancement, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface,
-                       QgsRasterLayer, QgsSingleBandGrayRenderer)
+from qgis.core import (QgsContrastEnhancement, QgsPalettedRasterRenderer, QgsProcessingContext,
+                       QgsProcessingLayerPostProcessorInterface, QgsRasterLayer, QgsSingleBandGrayRenderer)
+from qgis.PyQt.QtGui import QColor
 
 _ALIVE = set()  # sip deletes unreferenced Python post-processors before QGIS calls them: held until they ran
 
@@ -9,9 +10,11 @@ _ALIVE = set()  # sip deletes unreferenced Python post-processors before QGIS ca
 class GrayStretch(QgsProcessingLayerPostProcessorInterface):
     """Single-band gray on one band, stretched from `minimum` to `maximum` (0..1 for softmax outputs)."""
 
-    def __init__(self, band: int, minimum: float = 0.0, maximum: float = 1.0, name: str | None = None):
+    def __init__(self, band: int, minimum: float = 0.0, maximum: float = 1.0, name: str | None = None,
+                 under: str | None = None):
         super().__init__()
         self.band, self.minimum, self.maximum, self.name = band, minimum, maximum, name
+        self.under = under  # a class map's path: this layer goes unchecked under it (the class map is what shows)
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
         """Apply the renderer (the main thread calls this once the layer is in the project)."""
@@ -30,18 +33,74 @@ class GrayStretch(QgsProcessingLayerPostProcessorInterface):
         layer.setRenderer(renderer)
         if self.name:
             layer.setName(self.name)
+        node = tree_node(layer)
+        if node is not None and self.under:
+            node.setItemVisibilityChecked(False)
+            siblings = node.parent().children()
+            above = [i for i, n in enumerate(siblings) if getattr(n, "layer", lambda: None)() is not None
+                     and n.layer().source() == self.under]  # QGIS loads outputs in the order of their paths
+            if above and above[0] > siblings.index(node):
+                move(node, above[0] + 1)
         layer.triggerRepaint()
 
 
+def tree_node(layer):
+    """The layer's node in its project's Layers panel, or None."""
+    project = layer.project()
+    return project.layerTreeRoot().findLayer(layer.id()) if project is not None else None
+
+
+def move(node, index: int) -> None:
+    """Move a Layers panel node to `index` among its siblings (counted before the move)."""
+    parent = node.parent()
+    parent.insertChildNode(index, node.clone())
+    parent.removeChildNode(node)
+
+
 def load_styled(context: QgsProcessingContext, output: str, name: str, band: int, minimum: float = 0.0,
-                maximum: float = 1.0) -> None:
-    """If the output is to be loaded, give it `name` and the gray `minimum`..`maximum` style on `band`."""
+                maximum: float = 1.0, under: str | None = None) -> None:
+    """If the output is to be loaded, give it `name` and the gray `minimum`..`maximum` style on `band`; with
+    `under` (the class map's path) it is loaded unchecked, under the class map."""
     if not context.willLoadLayerOnCompletion(output):
         return
     details = context.layerToLoadOnCompletionDetails(output)
     details.name = name
     details.forceName = True
-    details.setPostProcessor(keep_alive(GrayStretch(band, minimum, maximum, name=name)))
+    details.setPostProcessor(keep_alive(GrayStretch(band, minimum, maximum, name=name, under=under)))
+
+
+class Palette(QgsProcessingLayerPostProcessorInterface):
+    """Paletted renderer on band 1 (a class map): one colour and one name per class value."""
+
+    def __init__(self, classes: list, name: str | None = None):
+        super().__init__()
+        self.classes, self.name = classes, name  # [(value, (r, g, b, a), label)]
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+        """Apply the renderer (the main thread calls this once the layer is in the project)."""
+        _ALIVE.discard(self)
+        if not isinstance(layer, QgsRasterLayer):
+            return
+        classes = [QgsPalettedRasterRenderer.Class(value, QColor(*color), label)
+                   for value, color, label in self.classes]
+        layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+        if self.name:
+            layer.setName(self.name)
+        node = tree_node(layer)
+        if node is not None and node.parent().children().index(node) != 0:
+            move(node, 0)  # on top of its group: QGIS loads outputs in the order of their paths
+        layer.triggerRepaint()
+
+
+def load_classes(context: QgsProcessingContext, output: str, name: str, classes: list) -> None:
+    """If the class map is to be loaded, give it `name` and a paletted style of `classes`
+    [(value, (r, g, b, a), label)]."""
+    if not context.willLoadLayerOnCompletion(output):
+        return
+    details = context.layerToLoadOnCompletionDetails(output)
+    details.name = name
+    details.forceName = True
+    details.setPostProcessor(keep_alive(Palette(classes, name=name)))
 
 
 def keep_alive(post_processor):

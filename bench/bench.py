@@ -48,19 +48,22 @@ def request(pan, xs, output="estimated_crop32", **changes) -> InferenceRequest:
     return replace(InferenceRequest(MODEL, sources, output_names=(output,)), **changes)
 
 
-def timed_run(req: InferenceRequest, path: Path | None, repeats: int = 3) -> tuple:
+def timed_run(req: InferenceRequest, path: Path | None, repeats: int = 3, class_map: Path | None = None) -> tuple:
     """(output Mpx/s, result) of the best of `repeats` runs after a first one that warms TensorFlow up for these
     shapes; best of n, as for the limit, because a shared machine only ever slows a run down. Each timed run
     writes a new file, as Processing's outputs are: replacing the previous 400 MB file would add the kernel's
-    0.2-0.3 s of freeing it (measured) to the run. path None: the blocks are discarded (no write)."""
-    sink = NullSink() if path is None else None
-    run_inference(req, str(path) if path else None, sink=sink)
+    0.2-0.3 s of freeing it (measured) to the run. path None: the blocks are discarded (no write), or only the
+    class map is written when `class_map` is given (1 byte a pixel instead of 4 a band)."""
+    sink = NullSink() if path is None and class_map is None else None
+    extra = {"class_map": str(class_map)} if class_map else {}
+    run_inference(req, str(path) if path else None, sink=sink, **extra)
     best, result = 0.0, None
     for _ in range(repeats):
-        if path:
-            path.unlink()
+        for written in (path, class_map):
+            if written:
+                written.unlink()
         started = time.perf_counter()
-        result = run_inference(req, str(path) if path else None, sink=sink)
+        result = run_inference(req, str(path) if path else None, sink=sink, **extra)
         seconds = time.perf_counter() - started
         width, height = result.plan.size
         best = max(best, width * height / seconds / 1e6)
@@ -292,11 +295,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
     parser.add_argument("--large", action="store_true", help="measure peak RSS on 16384 x 16384 too")
+    parser.add_argument("--class-map-only", action="store_true",
+                        help="only the limit and the class-map row (printed, not recorded)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     pan, xs = make_scene(args.size, WORK)
     rows = {}
     rows["limit"] = limit()
+    class_map, _ = timed_run(request(pan, xs), None, class_map=WORK / "class_map.tif")
+    rows["valid part, class map alone (argmax, 1 byte a pixel)"] = class_map
+    if args.class_map_only:
+        tiles = on_tiles(request(pan, xs))
+        print(f"limit {rows['limit']:.2f} Mpx/s, model alone on the tiles {tiles:.2f}, class map alone {class_map:.2f}"
+              f": class map/limit {class_map / rows['limit']:.2f} (tiles/limit {tiles / rows['limit']:.2f})")
+        return
     valid, result = timed_run(request(pan, xs), WORK / "valid_full.tif")
     rows["valid part, Full, Auto tiles"] = valid
     tutorial, _ = timed_run(request(pan, xs, extent_mode=OTBTF, tile_size=64, batch_size=1),
@@ -328,7 +340,8 @@ def main() -> None:
               "sweep/theory at the model's speed on 128 px blocks": theory_blocks,
               "tiles/limit (margins, tile size)": profile["model alone on the valid part's tiles"] / rows["limit"],
               "no-write/tiles (reads, pipeline)": unwritten / profile["model alone on the valid part's tiles"],
-              "valid/no-write (GeoTIFF write)": valid / unwritten}
+              "valid/no-write (GeoTIFF write)": valid / unwritten,
+              "class map alone/limit (to compare with tiles/limit)": class_map / rows["limit"]}
     if "mpx_per_s" in cluster:
         ratios["cluster local:2/valid (2 cores: the overhead)"] = cluster["mpx_per_s"] / valid
     print(f"\nScene {args.size} x {args.size} PAN + {args.size // 4} x {args.size // 4} XS, "

@@ -6,12 +6,15 @@ backend compute it into a sink: a GeoTIFF renamed into place when complete (engi
 """
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import TENSORFLOW_BACKEND, Monitor, choose_backend
+from .backends import OTBTF_BACKEND, TENSORFLOW_BACKEND, Monitor, choose_backend
+from .class_map import ClassMapSink, most_contrast_band
+from .errors import EngineError
 from .model import SavedModel
 from .planning import Plan, input_shapes, plan_inference, tiles
 from .raster import gdal_session
@@ -32,11 +35,14 @@ class InferenceResult:
     skipped: int
     seconds: float
     device: str
+    class_map: str | None = None  # the class map's path, when one was asked
+    display_band: int | None = None  # the output's band with the most contrast on its first tile (from 1)
 
 
 def run_inference(request: InferenceRequest, output_path: str | None = None, progress=None, is_canceled=None,
                   log_info=None, backend: str = TENSORFLOW_BACKEND, sink: BlockSink | None = None,
-                  plan: Plan | None = None, cluster: str | None = None) -> InferenceResult:
+                  plan: Plan | None = None, cluster: str | None = None, class_map: str | None = None,
+                  confidence: bool = False, class_table: tuple | None = None) -> InferenceResult:
     """Run a request tile by tile into `output_path` (GeoTIFF); progress(fraction), is_canceled() -> bool.
 
     backend: "tensorflow" (this engine), "otbtf" (pyotb's TensorflowModelServe, OTBTF extent mode only) or
@@ -45,11 +51,18 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     unused. plan: the request's plan when the caller already built it (`plan_inference(request)`): not built again.
     cluster: run the tiles on a Dask cluster, `tcp://host:8786` or `local[:N]` (engine.backends.cluster); the
     pixels are the same as here.
+    class_map: also write the argmax of the output (class scores) as a Byte GeoTIFF there, in the same pass
+    (engine.class_map), with its score in percent as band 2 when `confidence`; class_table: its classes
+    (`read_class_table`). output_path may then be None: the class map alone. TensorFlow backend, in process.
     """
     started = time.perf_counter()
     say = log_info or log.info
     with gdal_session(), signals_cancel(is_canceled) as is_canceled:
-        if sink is None:
+        if sink is None and class_map:
+            sink = class_map_sink(request, output_path, class_map, confidence, class_table, backend, cluster, say)
+        elif sink is None:
+            if not output_path:
+                raise EngineError("No output path given; give one (or a class map).", "output_path")
             check_output_path(request, output_path)
             sink = GeoTiffSink(output_path, request.data_type, request.compression)
         chosen, reason = choose_backend(backend, request, sink, cluster)
@@ -64,9 +77,32 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     seconds = time.perf_counter() - started
     width, height = plan.size
     path = getattr(sink, "path", None)
-    say(f"Wrote {path or 'the output'} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s "
+    written = " and ".join(p for p in (path, class_map) if p) or "the output"
+    say(f"Wrote {written} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s "
         "of output" + (f", {stats.skipped} empty tile(s) skipped" if stats.skipped else "") + ").")
-    return InferenceResult(path, plan, stats.tiles, stats.skipped, seconds, stats.device)
+    display_band = most_contrast_band(path) if path and output_path and plan.bands > 1 else None
+    return InferenceResult(path, plan, stats.tiles, stats.skipped, seconds, stats.device, class_map, display_band)
+
+
+def class_map_sink(request: InferenceRequest, output_path: str | None, class_map: str, confidence: bool,
+                   class_table: tuple | None, backend: str, cluster: str | None, say) -> ClassMapSink:
+    """The sink of a run with a class map: the scores (when output_path is given) and their argmax, one pass.
+    Only this process's TensorFlow pipeline feeds it (OTBTF and the cluster write their own files)."""
+    if backend == OTBTF_BACKEND:
+        raise EngineError("The class map is computed while TensorFlow streams the output; the OTBTF backend writes "
+                          "its own file: choose the TensorFlow or Auto backend, or leave Class map empty.", "backend")
+    if cluster and cluster.strip():
+        raise EngineError("The class map is computed while this process streams the output, not on a cluster: "
+                          "leave Cluster empty, or leave Class map empty.", "cluster")
+    check_output_path(request, class_map, "class_map")
+    scores = None
+    if output_path:
+        check_output_path(request, output_path)
+        if os.path.realpath(output_path) == os.path.realpath(class_map):
+            raise EngineError("The class map and the output are the same file; give the class map another path.",
+                              "class_map")
+        scores = GeoTiffSink(output_path, request.data_type, request.compression)
+    return ClassMapSink(class_map, scores, confidence, class_table, request.compression, say)
 
 
 def warm_up(request: InferenceRequest) -> Plan:

@@ -164,7 +164,7 @@ def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
     assert report["tree"][0] == "estimated_crop32 - valid part", report["tree"]
     layer = report["estimated_crop32 - valid part"]
     assert layer["source"] == report["output"] and layer["visible"]
-    assert (layer["renderer"], layer["band"], layer["stretch"]) == ("singlebandgray", [2], [0.0, 1.0]), layer
+    assert (layer["renderer"], layer["band"], layer["stretch"]) == ("singlebandgray", [5], [0.0, 1.0]), layer
     assert report["message bar"] == [], report["message bar"]  # no notice and no Python error
     assert all(report["batch flags"].values()), report["batch flags"]
     reference = gdal.Open(report["output"]).ReadAsArray()

@@ -10,6 +10,7 @@ There it drives the GUI as a user would and grabs the widgets to PNG:
   valid_part_dialog.png    the Valid-part inference dialog at its default size, filled with the sample
   valid_part_log.png       the same dialog after the run (a background task, as the Run button does)
   canvas_both_outputs.png  the main window: artifact-prone output in the main map, valid part in a second map view
+  canvas_class_map.png     the main window: the valid part's class map, the sample's six named classes in the panel
   distortion_report.png    the distortion comparison's HTML report (the Results Viewer entry, rendered)
   seed_workflow_model.png  models/seed_workflow.model3 open in the Graphical Modeler
 
@@ -34,7 +35,7 @@ ROOT = Path(os.environ.get("SEAMLESS_ROOT") or Path(__file__).resolve().parents[
 WORK = ROOT / ".build" / "screenshots"
 SCREEN = (1600, 1000)
 PICTURES = ("toolbox.png", "valid_part_dialog.png", "valid_part_log.png", "canvas_both_outputs.png",
-            "distortion_report.png", "seed_workflow_model.png")
+            "canvas_class_map.png", "distortion_report.png", "seed_workflow_model.png")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -171,6 +172,7 @@ def grab(widget, path: Path, outcomes: dict) -> None:
 
 VALID_LAYER = "estimated_crop32 - valid part"
 ARTIFACT_LAYER = "estimated - artifact-prone (128 px blocks)"
+CLASS_LAYER = "estimated_crop32 - valid part - class map"
 
 
 def run_dialog(dialog, what: str, done):
@@ -253,7 +255,8 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     # 3. the Valid-part inference dialog with the sample, then its log after the run (the Run button: a task).
     # The only run in a background task: a second TensorFlow run in QGIS's task threads can crash QGIS
     dialog = processing.createAlgorithmDialog("seamless:validpartinference", {
-        **params, "DISPLAY_BAND": 5, "OUTPUT": str(work / "valid_part.tif")})
+        **params, "DISPLAY_BAND": 5, "OUTPUT": str(work / "valid_part.tif"),
+        "CLASS_MAP": str(work / "class_map.tif"), "CLASS_TABLE": str(ROOT / "sample" / "classes.csv")})
     dialog.show()  # at its default size, as a fresh profile opens it
     yield 1.0
     grab(dialog, out / "valid_part_dialog.png", outcomes)
@@ -263,7 +266,8 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     if splitter:
         splitter.setSizes([820, 480])
     yield 0.5
-    yield from run_dialog(dialog, "the valid part loaded", lambda: project.mapLayersByName(VALID_LAYER))
+    yield from run_dialog(dialog, "the valid part and its class map loaded",
+                          lambda: project.mapLayersByName(VALID_LAYER) and project.mapLayersByName(CLASS_LAYER))
     grab(dialog, out / "valid_part_log.png", outcomes)
     dialog.close()
     del dialog
@@ -271,6 +275,8 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     # 4. the canvas: artifact-prone in the main map, the valid part in a second map view (a map theme)
     root = project.layerTreeRoot()
     valid, artifact = project.mapLayersByName(VALID_LAYER)[0], project.mapLayersByName(ARTIFACT_LAYER)[0]
+    classes = project.mapLayersByName(CLASS_LAYER)[0]
+    root.findLayer(classes.id()).setItemVisibilityChecked(False)  # its own picture, next
     for layer in (valid, artifact):
         root.findLayer(layer.id()).setItemVisibilityChecked(layer is valid)
     project.mapThemeCollection().insert("valid part", QgsMapThemeCollection.createThemeFromCurrentState(
@@ -303,6 +309,23 @@ def script(iface, out: Path, work: Path, outcomes: dict):
         canvas.refresh()
     yield 3.0
     grab(window, out / "canvas_both_outputs.png", outcomes)
+
+    # 4b. the class map alone, on top, its six named colours in the Layers panel
+    if dock is not None:
+        dock.hide()
+    for layer in (valid, artifact):
+        root.findLayer(layer.id()).setItemVisibilityChecked(False)
+    node = root.findLayer(classes.id())
+    root.insertChildNode(0, node.clone())
+    root.removeChildNode(node)
+    node = root.findLayer(classes.id())
+    node.setItemVisibilityChecked(True)
+    node.setExpanded(True)
+    iface.layerTreeView().setCurrentLayer(classes)
+    iface.mapCanvas().setExtent(extent)
+    iface.mapCanvas().refresh()
+    yield 3.0
+    grab(window, out / "canvas_class_map.png", outcomes)
 
     # 5. the distortion report: the Results Viewer's entry, and the page it opens (rendered here by QtWebKit)
     results_dock.setFloating(True)
