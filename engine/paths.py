@@ -4,6 +4,7 @@ files of a killed run cleaned by the next run of the same output."""
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 import uuid
@@ -14,7 +15,7 @@ RASTER_EXTENSIONS = (".tif", ".tiff")  # what the engine writes: GeoTIFF only
 REPORT_EXTENSIONS = (".html", ".htm")
 SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's files beside a raster: statistics, overviews, masks
 _NAME_MAX = 255
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.partial(?P<ext>\.[A-Za-z]+)$")
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial(?P<ext>\.[A-Za-z]+)|parts)$")
 
 
 def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
@@ -109,6 +110,13 @@ def temporary_name(name: str, tag: str) -> str:
     return f".{name}.{os.getpid()}-{tag}.partial{ext}"
 
 
+def parts_folder(path: str) -> str:
+    """A new folder beside `path` for the parts of a distributed run (stale ones removed as partials are)."""
+    remove_stale_partials(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.parts")
+
+
 def temporary_path(path: str) -> str:
     """A new temporary file beside `path`, after removing the stale ones of earlier, killed runs."""
     remove_stale_partials(path)
@@ -127,6 +135,10 @@ def remove_stale_partials(path: str) -> list:
     for entry in entries:
         match = _PARTIAL.match(entry)
         if not match or match["name"] != name or _alive(int(match["pid"])):
+            continue
+        if entry.endswith(".parts"):  # the Dask backend's folder of part files
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+            removed.append(entry)
             continue
         for candidate in (entry, entry + ".aux.xml"):
             try:

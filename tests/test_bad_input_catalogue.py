@@ -407,10 +407,14 @@ def test_a_killed_runs_partial_file_is_removed_by_the_next_run(provider, work):
 
     stale = work / ".result.tif.999999999-0badc0de.partial.tif"  # no such process
     stale.write_bytes(b"left by kill -9")
+    parts = work / ".result.tif.999999999-0badc0de.parts"  # a killed Dask run's part files
+    parts.mkdir()
+    (parts / "part00000.tif").write_bytes(b"part")
+    alive = work / f".result.tif.{os.getpid()}-0badc0de.partial.tif"  # a running process's: kept
+    alive.write_bytes(b"being written")
     processing.run(VALID, {"MODEL": str(work / "model"), "SOURCE1": [str(work / "pan.tif")],
                            "SOURCE2": [str(work / "xs.tif")], "OUTPUT": str(work / "result.tif")})
-    assert not stale.exists()
-    assert not [name for name in os.listdir(work) if "partial" in name]
+    assert not stale.exists() and not parts.exists() and alive.exists()
 
 
 def test_overwriting_an_output_removes_its_old_sidecars(provider, work):

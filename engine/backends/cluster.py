@@ -29,6 +29,7 @@ from osgeo import gdal
 from ..dependencies import import_distributed, python_executable
 from ..errors import Cancelled, EngineError, source_field
 from ..model import SavedModel
+from ..paths import parts_folder
 from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
@@ -68,8 +69,7 @@ class DaskBackend:
                 addresses = list(client.scheduler_info()["workers"])
                 workers = len(addresses)
                 if not (LOOPBACK_BLOCKS and all(_on_this_machine(address) for address in addresses)):
-                    folder = os.path.join(os.path.dirname(os.path.abspath(sink.path)),
-                                          f".{os.path.basename(sink.path)}.{uuid.uuid4().hex[:8]}.parts")
+                    folder = parts_folder(sink.path)
                     os.makedirs(folder)
                 monitor.say(f"Cluster {self.cluster}: {workers} worker(s), {len(parts)} part(s) of "
                             f"{count} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
