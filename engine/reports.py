@@ -117,8 +117,13 @@ def analysis_html(analysis: ModelAnalysis) -> str:
              f"</code>; sources {html.escape(sources)}; output analysed: <b>{html.escape(a.output_name)}</b>.</p>",
              "<h3>Recommendation</h3>", table(recommendation)]
     if a.efield == 0:
-        parts.append(f"<p><b>No exact valid part fits a {a.rfield} px receptive field</b>: raise source 1's size "
-                     f"above {2 * crop * a.output_pixel} px.</p>")
+        w = a.working
+        parts.append(f"<p><b>No exact valid part fits a {a.rfield} px receptive field</b>: "
+                     + (f"use {w.rfield} px, the smallest size that has one: serve {html.escape(w.recommended_output)}"
+                        f" (crop {w.recommended_crop()}) with expression field {w.efield} px (sizes "
+                        f"{html.escape(', '.join(f'{p} {px(s)}' for p, s in zip(w.placeholders, w.sizes)))}). "
+                        "The algorithm's outputs are for that size.</p>" if w else
+                        f"raise source 1's size above {2 * crop * a.output_pixel} px.</p>"))
     parts += ["<h3>Valid window, measured</h3>", table(measured)]
     if a.theory is not None and a.theory.layers:
         rows = [(layer.name, layer.operation, px(layer.kernel) if layer.kernel else "–",
