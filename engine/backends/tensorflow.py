@@ -16,7 +16,7 @@ from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
 from ..sinks import BlockSink
-from .base import Monitor, RunStats
+from .base import Monitor, RunStats, call_size
 
 GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache during a run: it keeps written blocks until full, so a larger
                              # one makes peak RSS grow with the image (GDAL's default, 5 % of RAM: 1.0 GB at 4096 px,
@@ -51,9 +51,15 @@ class TensorFlowBackend:
                 f"exact crop {measurement.exact_crop} px; output crop {plan.crop} px -> "
                 f"{'exact (seamless)' if plan.exact else 'NOT exact (blocking artifacts)'}.")
         todo = tiles(plan)
-        say(f"Tiles: {len(todo)} of {plan.tile[0]} x {plan.tile[1]} output pixels, {plan.batch} per TensorFlow call.")
-        batches = [todo[i:i + plan.batch] for i in range(0, len(todo), plan.batch)]
-        skipped = 0
+        size = call_size(plan, len(todo))
+        say(f"Tiles: {len(todo)} of {plan.tile[0]} x {plan.tile[1]} output pixels, up to {size} per TensorFlow call.")
+        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        skipped, calls, written = 0, 0, [0]
+
+        def tiles_written(count: int) -> None:  # in the writer thread: progress per tile, not per batch
+            written[0] += count
+            monitor.advance(written[0] / len(todo))
+
         with gdal_session(GDAL_CACHE_BYTES):
             readers = [SourceReader(list(s.paths), request.padding) for s in request.sources]
             sink.open(plan)
@@ -69,13 +75,16 @@ class TensorFlowBackend:
                             pending_read = reading.submit(read_batch, plan, readers, batches[index + 1])
                         skipped += len(group) - len(keep)
                         outputs = run_batch(plan, model, feeds, keep) if keep else []
+                        calls += bool(keep)
                         if pending_write is not None:
                             pending_write.result()
-                        pending_write = writing.submit(write_batch, plan, sink, group, keep, outputs, masks)
-                        monitor.advance((index + 1) / len(batches))
+                        pending_write = writing.submit(write_batch, plan, sink, group, keep, outputs, masks,
+                                                       tiles_written)
                     if pending_write is not None:
                         pending_write.result()
                     sink.commit()
+                    say(f"Ran {len(todo) - skipped} tile(s) in {calls} TensorFlow call(s) of up to {size} "
+                        f"tile(s)" + (f"; {skipped} tile(s) all no-data skipped." if skipped else "."))
                 except BaseException:
                     reading.shutdown(wait=True, cancel_futures=True)
                     writing.shutdown(wait=True, cancel_futures=True)
@@ -84,9 +93,10 @@ class TensorFlowBackend:
         return RunStats(len(todo), skipped, model.device)
 
 
-def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks) -> None:
+def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks, written=None) -> None:
     """Write the part of each tile of `group` inside the output window, a run of adjacent tiles at a time:
-    the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too)."""
+    the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too).
+    written(count) is called after each run of `count` tiles is written."""
     background = np.float32(plan.request.background)
     slot = {tile: position for position, tile in enumerate(keep)}  # tile index -> its row in `outputs`
     for first, count in runs(plan, group):
@@ -110,6 +120,8 @@ def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks) -> Non
             sink.declare_nodata(plan.request.background)
         if block.size:
             sink.write(origin[0], origin[1], block, mask)
+        if written:
+            written(count)
     sink.flush()  # to disk now, in this thread, rather than all at once when the file is closed
 
 
