@@ -1,6 +1,7 @@
 """Progress as a person feels it: every algorithm moves its bar through many values as the work gets done (tiles
 written, blocks compared, crops swept, probe runs), not 0 then 100."""
 
+import numpy as np
 import pytest
 from conftest import MODEL, PAN, XS
 
@@ -50,10 +51,33 @@ def test_valid_part_advances_per_tile_written(provider, tmp_path):
     assert any(line.startswith("Ran 1024 tile(s) in ") for line in ran), ran  # what ran, not a capacity
 
 
-def test_artifact_prone_advances_per_tile_written(provider, tmp_path):
-    _, feedback = run("seamless:artifactproneinference", {**SOURCES, "EXTENT_MODE": 0, "TILE_SIZE": 16,
+@pytest.fixture(scope="module")
+def scene_2000(tmp_path_factory):
+    """A 2000 px PAN (and its 500 px XS): the sample repeated 4 x 4 times, on the sample's grid."""
+    from osgeo import gdal
+
+    folder = tmp_path_factory.mktemp("scene2000")
+    paths = []
+    for path in (PAN, XS):
+        source = gdal.Open(str(path))
+        data = source.ReadAsArray()
+        data = np.tile(data, (4, 4)) if data.ndim == 2 else np.tile(data, (1, 4, 4))
+        target = folder / path.name
+        out = gdal.GetDriverByName("GTiff").Create(str(target), data.shape[-1], data.shape[-2],
+                                                   source.RasterCount, source.GetRasterBand(1).DataType)
+        out.SetGeoTransform(source.GetGeoTransform())
+        out.SetProjection(source.GetProjection())
+        out.WriteRaster(0, 0, data.shape[-1], data.shape[-2], data.tobytes())
+        out = None
+        paths.append(str(target))
+    return paths
+
+
+def test_artifact_prone_on_a_2000_px_scene_advances_call_by_call(provider, tmp_path, scene_2000):
+    _, feedback = run("seamless:artifactproneinference", {"MODEL": str(MODEL), "SOURCE1": [scene_2000[0]],
+                                                           "SOURCE2": [scene_2000[1]], "BACKEND": 1,
                                                            "OUTPUT": str(tmp_path / "a.tif")})
-    check(feedback.values, 20)
+    check(feedback.values, 20)  # 256 blocks of the 128 px efield, 8 a TensorFlow call (it was 2 calls: 0, 50, 100)
 
 
 def test_raster_comparison_advances_per_block_of_rows(provider, tmp_path):
@@ -65,8 +89,8 @@ def test_raster_comparison_advances_per_block_of_rows(provider, tmp_path):
 def test_distortion_comparison_advances_inside_each_crop(provider, tmp_path):
     _, feedback = run("seamless:distortioncomparison", {**SOURCES, "SOURCE1_RFIELD": 64, "SOURCE2_RFIELD": 0,
                                                         "RFIELD": 64,
-                                                        "CROPS": "0,16", "REPORT": str(tmp_path / "d.html")})
-    check(feedback.values, 20)  # the reference, then crops 0 and 16 (efields 64 and 32) row by row
+                                                        "CROPS": "0,8,16,24", "REPORT": str(tmp_path / "d.html")})
+    check(feedback.values, 20)  # the reference, then crops 0, 8, 16 and 24 (efields 64, 48, 32, 16), call by call
 
 
 def test_model_analysis_advances_per_probe_run(provider, tmp_path):

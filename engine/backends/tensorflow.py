@@ -54,11 +54,7 @@ class TensorFlowBackend:
         size = call_size(plan, len(todo))
         say(f"Tiles: {len(todo)} of {plan.tile[0]} x {plan.tile[1]} output pixels, up to {size} per TensorFlow call.")
         batches = [todo[i:i + size] for i in range(0, len(todo), size)]
-        skipped, calls, written = 0, 0, [0]
-
-        def tiles_written(count: int) -> None:  # in the writer thread: progress per tile, not per batch
-            written[0] += count
-            monitor.advance(written[0] / len(todo))
+        skipped, calls = 0, 0
 
         with gdal_session(GDAL_CACHE_BYTES):
             readers = [SourceReader(list(s.paths), request.padding) for s in request.sources]
@@ -78,10 +74,13 @@ class TensorFlowBackend:
                         calls += bool(keep)
                         if pending_write is not None:
                             pending_write.result()
-                        pending_write = writing.submit(write_batch, plan, sink, group, keep, outputs, masks,
-                                                       tiles_written)
+                            # the tiles written so far, reported from this thread: the caller's feedback
+                            # signals are synchronous only from it (a queued one waits for the end of the run)
+                            monitor.advance(index * size / len(todo))
+                        pending_write = writing.submit(write_batch, plan, sink, group, keep, outputs, masks)
                     if pending_write is not None:
                         pending_write.result()
+                    monitor.advance(1.0)
                     sink.commit()
                     say(f"Ran {len(todo) - skipped} tile(s) in {calls} TensorFlow call(s) of up to {size} "
                         f"tile(s)" + (f"; {skipped} tile(s) all no-data skipped." if skipped else "."))
@@ -93,10 +92,9 @@ class TensorFlowBackend:
         return RunStats(len(todo), skipped, model.device)
 
 
-def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks, written=None) -> None:
+def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks) -> None:
     """Write the part of each tile of `group` inside the output window, a run of adjacent tiles at a time:
-    the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too).
-    written(count) is called after each run of `count` tiles is written."""
+    the background for skipped tiles and for the pixels masked as no-data (the mask goes to the writer too)."""
     background = np.float32(plan.request.background)
     slot = {tile: position for position, tile in enumerate(keep)}  # tile index -> its row in `outputs`
     for first, count in runs(plan, group):
@@ -120,8 +118,6 @@ def write_batch(plan: Plan, sink: BlockSink, group, keep, outputs, masks, writte
             sink.declare_nodata(plan.request.background)
         if block.size:
             sink.write(origin[0], origin[1], block, mask)
-        if written:
-            written(count)
     sink.flush()  # to disk now, in this thread, rather than all at once when the file is closed
 
 
