@@ -64,6 +64,7 @@ class DistortionResult:
     reference_crop: int
     tolerance: float
     crops: tuple
+    measured_crop: int = 0  # the crop of the exact reference (its `_cropN` plus any engine crop)
 
     def result(self, crop: int) -> CropResult | None:
         """The row of one crop value."""
@@ -223,8 +224,9 @@ def _part(progress, index: int, steps: int):
 
 def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, tolerance: float = 1e-5,
                           error_folder: str | None = None, progress=None, is_canceled=None, log=None,
-                          work_folder: str | None = None) -> DistortionResult:
+                          work_folder: str | None = None, with_measured: bool = False) -> DistortionResult:
     """Run every crop with receptive field `rfield` (source 1 pixels) and compare it with the exact valid part.
+    `with_measured`: add the measured crop (the exact reference's) to the crops when it fits `rfield`.
 
     The other sources' receptive fields keep their ratio to source 1's. `error_folder`, when given, receives
     one squared-error raster per crop (`squared_error_crop<c>.tif`), on which the block grid shows.
@@ -251,6 +253,10 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         reference_plan = _reference(base_request, base)
         measured = reference_plan.measurement
         reference_name, reference_crop = reference_plan.output_names[0], reference_plan.request.crop
+        measured_crop = split_crop(reference_name)[1] + reference_crop
+        if with_measured and measured_crop not in crops and rfield - 2 * measured_crop >= 1:
+            crops = sorted(crops + [measured_crop])
+            steps = len(crops) + 1
         say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
             + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px block).")
         reference = _Reference(os.path.join(folder, "reference.npy"))
@@ -282,7 +288,7 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
                 f"RMSE {sums.vector_rmse:.3g}, max |error| {sums.max_abs:.3g}, "
                 f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
         del reference, comparison  # unmap before the folder goes
-    return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows))
+    return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows), measured_crop)
 
 
 __all__ = ["CropResult", "DistortionResult", "default_crops", "distortion_comparison"]
