@@ -61,7 +61,8 @@ table{{border-collapse:collapse}}</style></head><body>
 ratio). For each crop c the model ran as OTBTF does (OTBTF grid, blocks of the expression field R - 2c) and
 was compared with the exact result ({html.escape(reference)}, the seamless valid part) over their common
 geographic extent. RMSE is the seed's vector RMSE: sqrt(mean over pixels of the sum over bands of d&sup2;).
-Theoretical cost: (R / (R - 2c))&sup2; pixels computed per output pixel.</p>
+Theoretical cost: (R / (R - 2c))&sup2; pixels computed per output pixel. The measured crop, the exact
+reference's, is {result.measured_crop}: the RMSE returned by default.</p>
 <table><tr><th>crop</th><th>efield</th><th>output</th><th>RMSE</th><th>MAE</th><th>max |error|</th>
 <th>pixels with |error| &gt; {result.tolerance:g}</th><th>cost</th><th>time (s)</th><th>s / Mpx</th>
 <th>pixels compared</th></tr>{rows}</table>
