@@ -2,7 +2,10 @@
 
 import os
 import re
+import sys
+import tempfile
 import threading
+from contextlib import contextmanager
 
 from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBoolean,
                        QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
@@ -42,6 +45,34 @@ def layer_path(layer, parameter: str) -> str:
             "SeamlessInference", "{} is not a raster file read by GDAL (provider {}); save it as a GeoTIFF first "
             "[parameter {}].").format(layer.name(), layer.providerType(), parameter))
     return layer.source().split("|")[0]
+
+
+WARPED_VRT_NOTE = b"Creating Warped VRT."  # what QGIS's GDAL provider says opening a file with RPCs or GCPs
+
+
+@contextmanager
+def without_warped_vrt_note():
+    """Drop QGIS's "Creating Warped VRT." from stderr while the block runs, keeping every other line.
+
+    QGIS's GDAL provider says it (QgsLogger::warning) each time it opens a file carrying RPCs (a Pleiades pair:
+    twice a run) as a layer, which Processing does to check a layer parameter. The plugin reads the files with
+    GDAL by their geotransform, never through that warped VRT, so the note only misleads. A Qt message handler
+    cannot be chained from Python (restoring would drop QGIS's own), hence stderr itself, for this block only.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = b"".join(line for line in capture.read().splitlines(True) if WARPED_VRT_NOTE not in line)
+            if kept:
+                os.write(2, kept)
 
 
 def in_engine_thread(function, *args, **kwargs):
@@ -170,6 +201,12 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
                 written[name] = path
             except EngineError as exc:
                 raise QgsProcessingException(self.tr("{} [parameter {}]").format(exc, name)) from exc
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """QGIS's check, which opens the layers given as files (they stay in the context for the run), without
+        its "Creating Warped VRT." note."""
+        with without_warped_vrt_note():
+            return super().checkParameterValues(parameters, context)
 
     def fail(self, exc: Exception) -> QgsProcessingException:
         """A QgsProcessingException naming the parameter at fault, from an engine error."""

@@ -56,8 +56,9 @@ class DistortionComparison(ModelAlgorithm):
             self.TOLERANCE, self.tr("Error tolerance"), QgsProcessingParameterNumber.Double, 1e-4, minValue=0.0),
             "The report gives the share of pixels whose absolute error is above it.")))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.CHOSEN_CROP, self.tr("Chosen crop"), QgsProcessingParameterNumber.Integer, 32, minValue=0),
-            "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler)."))
+            self.CHOSEN_CROP, self.tr("Chosen crop"), QgsProcessingParameterNumber.Integer, None, optional=True,
+            minValue=0), "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler); empty = the "
+            "measured crop (the exact reference's; added to the crops when it fits R)."))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
@@ -90,11 +91,12 @@ class DistortionComparison(ModelAlgorithm):
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
                 os.makedirs(error_folder, exist_ok=True)
+            measured = parameters.get(self.CHOSEN_CROP) in (None, "")
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
                 self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-                log=feedback.pushInfo)
+                log=feedback.pushInfo, with_measured=measured)
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         outputs = {}
@@ -109,10 +111,16 @@ class DistortionComparison(ModelAlgorithm):
         if error_folder:
             outputs[self.ERROR_FOLDER] = error_folder
             self.load_error_rasters(context, result)
-        chosen = result.result(self.parameterAsInt(parameters, self.CHOSEN_CROP, context))
+        crop = result.measured_crop if measured else self.parameterAsInt(parameters, self.CHOSEN_CROP, context)
+        chosen = result.result(crop)
         outputs[self.RMSE] = chosen.rmse if chosen else float("nan")
         if chosen is None:
-            feedback.pushWarning(self.tr("The chosen crop is not among {}: RMSE output is NaN.").format(crops))
+            feedback.pushWarning(self.tr("Crop {} is not among {}{}: RMSE output is NaN.").format(
+                crop, [r.crop for r in result.crops],
+                self.tr(" (it leaves no expression field of R = {})").format(rfield) if measured else ""))
+        else:
+            feedback.pushInfo(self.tr("RMSE output: crop {}{}, {:.3g}.").format(
+                crop, self.tr(" (the measured crop)") if measured else "", chosen.rmse))
         return outputs
 
     def write_table(self, parameters, context, result):

@@ -76,7 +76,7 @@ SHORT_HELP = {
         "geographic extent (different crops start at different pixels): RMSE (the seed's vector RMSE over bands), "
         'mean and max absolute error, share of pixels above the tolerance, theoretical cost (R / (R - '
         '2c))<sup>2</sup> and measured time. Outputs: an HTML report with a plot, a table layer, the RMSE of the '
-        'chosen crop (for the Graphical Modeler) and optionally one squared-error raster per crop, on which the block'
+        'chosen crop (empty: the measured one, the exact reference\'s; for the Graphical Modeler) and optionally one squared-error raster per crop, on which the block'
         " grid shows. Crops of the valid part that tile by an expression field that is not a multiple of the model's "
         'total stride are not exact even when large enough: their blocks change stride phase.</p><p>The exact '
         "reference is computed once into a file in the system's temporary folder (24 bytes a pixel for a 6-band "
@@ -108,8 +108,11 @@ SHORT_HELP = {
     ),
     'modelanalysis': (
         '<p>Tells which <code>_cropN</code> output and which expression field give a seamless mosaic, for any '
-        "TensorFlow SavedModel and the sources' sizes (receptive fields; default the seed's PAN 128 / XS "
-        "32).</p><p><b>From the graph</b>: every layer's kernel, stride, output size and <b>valid part</b> (the "
+        "TensorFlow SavedModel and the sources' sizes (receptive fields; default the seed's PAN 128, and a size "
+        "of 0 follows source 1's ground as in the inference algorithms: by the rasters' pixel sizes, else the "
+        "model's input shapes, else the first ratio 1, 1/2, 1/4 ... the model accepts). Each source feeds its "
+        "placeholder (empty = the inputs in alphabetical order).</p><p><b>From the graph</b>: every layer's kernel, "
+        "stride, output size and <b>valid part</b> (the "
         "pixels computed without the zero padding of a tile's border): floor((x - k) / s) + 1 for a convolution or "
         'pooling, s x + s - k for a transposed convolution (TF "same"; otbtf\'s x s - k + 2 holds only for s = 2), the'
         ' intersection of the operands for a skip sum, a shift for a crop. The exact window is propagated too: TF '
@@ -122,8 +125,9 @@ SHORT_HELP = {
         'identically. Valid-part inference uses this very measurement, for the same sizes.</p><p><b>Outputs</b>, for the Graphical Modeler: OUTPUT_NAME (the smallest '
         'exact <code>_cropN</code> output whose expression field keeps tiles on the total-stride lattice), CROP, '
         "RFIELD (source 1's size), EFIELD = RFIELD - 2 x CROP and TOTAL_STRIDE; connect them to the inference "
-        "algorithms' output name, receptive and expression fields. The HTML report opens in the Results "
-        'Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
+        "algorithms' output name, receptive and expression fields. When the size given keeps no exact pixel (a "
+        'stride-32 model at 128 px), the log names the smallest size that does and the outputs are for it. The HTML '
+        'report opens in the Results Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
     ),
 }
 

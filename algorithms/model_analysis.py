@@ -1,23 +1,24 @@
 """Model analysis: the receptive field and valid part of a SavedModel, read from its graph and measured."""
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
+                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString)
 
 from ..engine import DependencyMissing, EngineError, analyse_model
 from ..engine.reports import analysis_html
-from .base import MAX_SOURCES, MODEL_HELP, SeamlessAlgorithm, in_engine_thread, layer_path
+from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
 
-SIZE_DEFAULTS = (128, 32, 0)  # the seed's PAN 128 / XS 32
+SIZE_DEFAULTS = (128, 0, 0)  # 0: the ground of source 1 (the seed: PAN 128 -> XS 32)
 
 
-class ModelAnalysis(SeamlessAlgorithm):
+class ModelAnalysis(ModelAlgorithm):
     """Valid-size table, measured valid window, and the crop / fields to feed the inference algorithms."""
 
     REPORT_LABEL = "Model analysis report"
     ICON = "model_analysis.svg"
     FIELDS = {**{f"sources[{i}].rfield": f"SOURCE{i + 1}_SIZE" for i in range(MAX_SOURCES)},
               "output_names": "OUTPUT_NAME_BASE"}
-    MODEL = "MODEL"
     OUTPUT_NAME_BASE = "OUTPUT_NAME_BASE"
     REPORT = "REPORT"
     CROP = "CROP"
@@ -35,21 +36,26 @@ class ModelAnalysis(SeamlessAlgorithm):
         return self.tr("Model analysis (receptive field and valid part)")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        """The model, the sources' sizes (and optional rasters), the output to analyse, the report."""
+        """The model, per source its optional rasters, size and placeholder, the output to analyse, the report."""
         self.addParameter(self.explained(QgsProcessingParameterFile(
             self.MODEL, self.tr("Model folder"), behavior=QgsProcessingParameterFile.Folder), MODEL_HELP))
         for index in range(1, MAX_SOURCES + 1):
-            size = QgsProcessingParameterNumber(
-                f"SOURCE{index}_SIZE", self.tr("Source {}: size").format(index),
-                QgsProcessingParameterNumber.Integer, SIZE_DEFAULTS[index - 1], minValue=1 if index == 1 else 0)
-            size.setHelp(self.tr("The receptive field, in pixels of source {}{}.").format(
-                index, self.tr(" (0 = no such source)") if index > 1 else ""))
+            raster = self.advanced(self.explained(QgsProcessingParameterMultipleLayers(
+                self.source_key(index), self.tr("Source {}: raster(s)").format(index), QgsProcessing.TypeRaster,
+                optional=True), "Optional, as in the inference algorithms: the pixel size of the first raster "
+                "gives this source's pixel-size ratio to source 1 (give one for every source or for none)."))
+            self.addParameter(raster)
+            size = self.explained(QgsProcessingParameterNumber(
+                self.source_key(index, "_SIZE"), self.tr("Source {}: size").format(index),
+                QgsProcessingParameterNumber.Integer, SIZE_DEFAULTS[index - 1], minValue=1 if index == 1 else 0),
+                "The receptive field analysed, in pixels of this source" + (
+                    " (0 = the same ground size as source 1's: by the rasters' pixel sizes, else by the model's "
+                    "input shapes)." if index > 1 else "."))
             self.addParameter(size if index < 3 else self.advanced(size))
-        for index in range(1, MAX_SOURCES + 1):
-            raster = QgsProcessingParameterRasterLayer(f"SOURCE{index}", self.tr("Source {}: raster").format(index),
-                                                       optional=True)
-            raster.setHelp(self.tr("Optional: its pixel size gives the sources' pixel ratios."))
-            self.addParameter(self.advanced(raster))
+            placeholder = self.explained(QgsProcessingParameterString(
+                self.source_key(index, "_PLACEHOLDER"), self.tr("Source {}: placeholder").format(index),
+                optional=True), "The model input this source feeds (empty = the inputs in alphabetical order).")
+            self.addParameter(self.advanced(placeholder))
         output = QgsProcessingParameterString(self.OUTPUT_NAME_BASE, self.tr("Output to analyse"), optional=True)
         output.setHelp(self.tr("Empty = the model's first output that is not a _cropN."))
         self.addParameter(output)
@@ -64,29 +70,51 @@ class ModelAnalysis(SeamlessAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine analysis, the report and the numbers out."""
         self.check_outputs(parameters, context)
-        sizes = [self.parameterAsInt(parameters, f"SOURCE{i}_SIZE", context) for i in range(1, MAX_SOURCES + 1)]
+        sizes = [self.parameterAsInt(parameters, self.source_key(i, "_SIZE"), context)
+                 for i in range(1, MAX_SOURCES + 1)]
+        placeholders = [self.parameterAsString(parameters, self.source_key(i, "_PLACEHOLDER"), context).strip()
+                        or None for i in range(1, MAX_SOURCES + 1)]
         rasters = []
         for index in range(1, MAX_SOURCES + 1):
-            layer = self.parameterAsRasterLayer(parameters, f"SOURCE{index}", context)
-            rasters.append(layer_path(layer, f"SOURCE{index}") if layer else None)
+            layers = self.parameterAsLayerList(parameters, self.source_key(index), context)
+            rasters.append(layer_path(layers[0], self.source_key(index)) if layers else None)
         while rasters and rasters[-1] is None:
             rasters.pop()
+        while placeholders and placeholders[-1] is None:
+            placeholders.pop()
         name = self.parameterAsString(parameters, self.OUTPUT_NAME_BASE, context).strip()
         try:
-            analysis = in_engine_thread(analyse_model, self.parameterAsFile(parameters, self.MODEL, context),
-                                        sizes, rasters or None, name or None)
+            analysis = in_engine_thread(
+                analyse_model, self.parameterAsFile(parameters, self.MODEL, context), sizes, rasters or None,
+                name or None, placeholders=placeholders, progress=lambda f: feedback.setProgress(100.0 * f))
         except (EngineError, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         with open(report, "w", encoding="utf-8") as handle:
             handle.write(analysis_html(analysis))
-        crop = analysis.recommended_crop()
+        for line in analysis.notes:
+            feedback.pushInfo(line)
+        feedback.pushInfo(self.tr("Sources: {}.").format(", ".join(
+            f"{p} {s[0]}x{s[1]}" for p, s in zip(analysis.placeholders, analysis.sizes))))
         feedback.pushInfo(self.tr("{}: pixels lost to a tile border (left, top, right, bottom) {}, total stride {} px; "
                                   "serve {} (crop {}) with receptive field {} and expression field {}.").format(
-            analysis.output_name, analysis.probe.lost, analysis.total_stride, analysis.recommended_output, crop,
-            analysis.rfield, analysis.efield))
+            analysis.output_name, analysis.probe.lost, analysis.total_stride, analysis.recommended_output,
+            analysis.recommended_crop(), analysis.rfield, analysis.efield))
         for line in analysis.disagreements + (analysis.theory.issues if analysis.theory else ()):
             feedback.pushWarning(line)
-        return {self.REPORT: report, self.OUTPUT_NAME: analysis.recommended_output, self.CROP: crop,
-                self.RFIELD: analysis.rfield, self.EFIELD: analysis.efield,
-                self.TOTAL_STRIDE: analysis.total_stride}
+        served = analysis
+        if analysis.working is not None:
+            served = analysis.working
+            feedback.pushWarning(self.tr(
+                "No exact pixel fits a {} px tile of source 1: the model loses {} px on a side of it. Use {}: "
+                "sizes {}, serve {} (crop {}), expression field {}. The outputs are for that size.").format(
+                analysis.rfield, analysis.exact_crop, served.rfield,
+                ", ".join(f"{p} {s[0]}" for p, s in zip(served.placeholders, served.sizes)),
+                served.recommended_output, served.recommended_crop(), served.efield))
+        elif analysis.efield == 0:
+            feedback.pushWarning(self.tr(
+                "No exact pixel fits a {} px tile of source 1 (the model loses {} px on a side of it), and no "
+                "size up to 64 times larger gave one: EFIELD is 0.").format(analysis.rfield, analysis.exact_crop))
+        return {self.REPORT: report, self.OUTPUT_NAME: served.recommended_output,
+                self.CROP: served.recommended_crop(), self.RFIELD: served.rfield, self.EFIELD: served.efield,
+                self.TOTAL_STRIDE: served.total_stride}

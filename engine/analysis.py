@@ -11,18 +11,17 @@ analysis and valid-part inference of the same setup get the same object, from on
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from math import ceil, lcm
+from math import ceil, gcd, lcm
 
 import numpy as np
 
 from . import measure_cache
 from .errors import EngineError, source_field
 from .graph import Theory, read_theory
-from .grid import build_lattice, scale_rfield
 from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
 from .probe import ProbeResult, ProbeSource, probe_model
-from .raster import raster_info
+from .sizes import source_sizes
 
 # Random virtual images: normalised data and raw digital numbers (the sample's PAN and XS are about 100..1600)
 DATA_SCALES = ((0.0, 1.0), (500.0, 250.0))
@@ -119,20 +118,20 @@ def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1
     return crop
 
 
-def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5) -> Measurement:
+def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5, progress=None) -> Measurement:
     """The model's border behaviour for `setup`, measured once per model fingerprint and setup: cached on the
-    loaded model, and on disk (engine.measure_cache) for the next process."""
+    loaded model, and on disk (engine.measure_cache) for the next process. progress(fraction) per model run."""
     key = (model.fingerprint, setup, tolerance)
     if key not in model.measurements:
         found = measure_cache.load(key)
         if found is None:
-            found = _measure(model, setup, tolerance)
+            found = _measure(model, setup, tolerance, progress)
             measure_cache.store(key, found)
         model.measurements[key] = found
     return model.measurements[key]
 
 
-def _measure(model: SavedModel, setup: Setup, tolerance: float) -> Measurement:
+def _measure(model: SavedModel, setup: Setup, tolerance: float, progress=None) -> Measurement:
     name, sizes = setup.output_name, setup.sizes
     channels = [model.signature.input(p).channels or 1 for p in setup.placeholders]
     # the probe cuts its windows from two random images of about 6 x 6 receptive fields per source (engine.probe)
@@ -158,7 +157,15 @@ def _measure(model: SavedModel, setup: Setup, tolerance: float) -> Measurement:
     units = [lcm(*(r[a].denominator for r in setup.ratios), pixel[a].denominator) for a in (0, 1)]
     steps = [tuple(int(r[a] * units[a]) for a in (0, 1)) for r in setup.ratios]
     out_step = tuple(int(pixel[a] * units[a]) for a in (0, 1))
-    run = lambda feed: model.run(feed, [name])  # noqa: E731
+    calls = [0]
+
+    def run(feed):
+        result = model.run(feed, [name])
+        calls[0] += 1
+        if progress:  # 8 runs a data scale when the stride is found at the first shift; the graph is last
+            progress(min(calls[0] / (8 * len(DATA_SCALES) + 1), 0.95))
+        return result
+
     results = [probe_model(run, _random_sources(model.signature, setup, steps, scale), out_step, name, tolerance)
                for scale in DATA_SCALES]
     probe = replace(results[0], lost=tuple(max(v) for v in zip(*(r.lost for r in results))),
@@ -168,6 +175,8 @@ def _measure(model: SavedModel, setup: Setup, tolerance: float) -> Measurement:
                              dict(zip(setup.placeholders, setup.ratios)))
     except Exception as exc:  # noqa: BLE001 (never let the theory stop the measurement)
         theory = Theory((), {}, (f"graph ({exc.__class__.__name__}: {exc})",), (), None)
+    if progress:
+        progress(1.0)
     return Measurement(setup, probe, theory, pixel)
 
 
@@ -224,6 +233,7 @@ class ModelAnalysis:
     measurement: Measurement
     crops: dict                     # {crop: output name}, 0 = the analysed output itself
     notes: tuple = field(default_factory=tuple)
+    working: "ModelAnalysis | None" = None  # the analysis at the smallest sizes with an exact valid part
 
     @property
     def theory(self) -> Theory | None:
@@ -331,71 +341,16 @@ class ModelAnalysis:
         return tuple(out) + (self.theory.notes if self.theory else ())
 
 
-def _sizes_list(sizes, placeholders) -> list:
-    if isinstance(sizes, dict):
-        sizes = [sizes.get(p) for p in placeholders]
-    out = []
-    for size in sizes:
-        if not size:
-            out.append(None)
-        elif isinstance(size, (int, np.integer)):
-            out.append((int(size), int(size)))
-        else:
-            out.append((int(size[0]), int(size[1])))
-    return out
-
-
-def _setup(signature, sizes, rasters) -> tuple:
-    """Per model input: sizes (w, h) and pixel steps (x, y) in lattice units (from the rasters' grids when given,
-    else from the sizes covering the same ground), and notes."""
-    placeholders = signature.input_names
-    count = len(placeholders)
-    sizes = _sizes_list(sizes, placeholders)
-    rasters = list(rasters or [])
-    notes = []
-    for index in range(count, max(len(sizes), len(rasters))):
-        if index < len(rasters) and rasters[index]:
-            raise EngineError(f"Source {index + 1} is given but the model has only {count} input(s): "
-                              f"{', '.join(placeholders)}.", source_field(index))
-        if index < len(sizes) and sizes[index]:
-            notes.append(f"Source {index + 1}'s size is ignored: the model has only {count} input(s).")
-    sizes = (sizes + [None] * count)[:count]
-    rasters = (rasters + [None] * count)[:count]
-    if any(rasters) and not all(rasters):
-        missing = rasters.index(None) + 1
-        raise EngineError(f"Give a raster for every model input or for none (source {missing} has none).",
-                          source_field(missing - 1))
-    if sizes[0] is None:
-        raise EngineError("Give source 1's size (its receptive field, in its pixels).", source_field(0, "rfield"))
-    if all(rasters):
-        infos = [raster_info(p, f"source {i + 1}", source_field(i)) for i, p in enumerate(rasters)]
-        lattice = build_lattice([i.grid for i in infos])
-        steps = [(ax.step, ay.step) for ax, ay in zip(lattice.sources_x, lattice.sources_y)]
-    else:
-        missing = [i + 1 for i, s in enumerate(sizes) if s is None]
-        if missing:
-            raise EngineError(f"The model has {count} inputs ({', '.join(placeholders)}): give source "
-                              f"{missing[0]}'s size.", source_field(missing[0] - 1, "rfield"))
-        grounds = [lcm(*(size[axis] for size in sizes)) for axis in (0, 1)]
-        steps = [tuple(grounds[axis] // size[axis] for axis in (0, 1)) for size in sizes]
-    for index in range(count):
-        if sizes[index] is None:
-            sizes[index] = tuple(scale_rfield(sizes[0][a], steps[0][a], steps[index][a]) for a in (0, 1))
-        if any(sizes[index][a] * steps[index][a] != sizes[0][a] * steps[0][a] for a in (0, 1)):
-            raise EngineError(f"Source {index + 1}'s size {sizes[index][0]} does not cover the ground of source "
-                              f"1's {sizes[0][0]} px with pixels {steps[index][0] / steps[0][0]:g} times source "
-                              f"1's.", source_field(index, "rfield"))
-    return sizes, steps, notes
-
-
-def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None = None,
-                  tolerance: float = 1e-5) -> ModelAnalysis:
+def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None = None, tolerance: float = 1e-5,
+                  placeholders=None, progress=None) -> ModelAnalysis:
     """Theory and measurement of `output_name` (default: the first output that is not a `_cropN`).
 
-    sizes: per source (the model's inputs in alphabetical order, as OTBTF) an int or (w, h) in its own pixels,
-    or {placeholder: size}; a source's size may be None/0 when rasters are given (same ground as source 1).
+    sizes: per source an int or (w, h) in its own pixels, or {placeholder: size}; a source after the first may be
+    None/0: it then covers source 1's ground (pixel-size ratio of the rasters, else of the model's static input
+    shapes). placeholders: per source the model input it feeds (None: the inputs in alphabetical order, as OTBTF).
     rasters: optional path per source; their pixel-size ratios then apply (the measurement itself always runs
     on random data, as inference's: the same setup gives the same answer, from one call).
+    When no exact valid part fits the given sizes, `working` holds the analysis at the smallest that fits.
     """
     signature = read_signature(model_dir)
     wanted = output_name or signature.base_outputs()[0]
@@ -404,9 +359,41 @@ def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None =
                           f"{', '.join(signature.output_names)}.", "output_names")
     base = split_crop(wanted)[0]
     base = base if signature.output(base) is not None else wanted
-    sizes, steps, notes = _setup(signature, sizes, rasters)
-    placeholders = signature.input_names
+    model = SavedModel.load(model_dir)
+
+    def accepts(trial_sizes: dict) -> bool:
+        feeds = {p: np.zeros((1, s[1], s[0], signature.input(p).channels or 1), np.float32)
+                 for p, s in trial_sizes.items()}
+        try:
+            model.run(feeds, [base])
+        except EngineError:
+            return False
+        return True
+
+    placeholders, sizes, steps, notes = source_sizes(signature, sizes, rasters, placeholders, accepts)
     ratios = tuple(tuple(Fraction(s[a], steps[0][a]) for a in (0, 1)) for s in steps)
-    measurement = measure(SavedModel.load(model_dir), Setup(base, tuple(placeholders), tuple(sizes), ratios), tolerance)
-    return ModelAnalysis(model_dir, base, tuple(placeholders), tuple(sizes), ratios, measurement,
-                         signature.crops_of(base), tuple(notes))
+
+    def analysis(at_sizes, report=None):
+        measured = measure(model, Setup(base, tuple(placeholders), tuple(at_sizes), ratios), tolerance, report)
+        return ModelAnalysis(model_dir, base, tuple(placeholders), tuple(at_sizes), ratios, measured,
+                             signature.crops_of(base), tuple(notes))
+
+    found = analysis(sizes, progress)
+    if found.efield > 0:
+        return found
+    # no exact pixel at this size: the smallest larger size (keeping the sources' ratios) that has some
+    unit = lcm(found.total_stride, found.output_pixel.numerator,
+               *(sizes[0][a] // gcd(sizes[0][a], s[a]) for s in sizes for a in (0, 1)))
+    candidate = sizes[0][0]
+    for _ in range(6):
+        needed = 2 * found.recommended_crop() * found.output_pixel + 1
+        candidate = max(candidate + 1, ceil(needed))
+        candidate = -(-candidate // unit) * unit
+        scaled = [tuple(int(s[a] * Fraction(candidate, sizes[0][0])) for a in (0, 1)) for s in sizes]
+        try:
+            found = analysis(scaled)
+        except EngineError:
+            continue
+        if found.efield > 0:
+            return replace(analysis(sizes), working=found)
+    return analysis(sizes)

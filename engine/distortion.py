@@ -64,6 +64,7 @@ class DistortionResult:
     reference_crop: int
     tolerance: float
     crops: tuple
+    measured_crop: int = 0  # the crop of the exact reference (its `_cropN` plus any engine crop)
 
     def result(self, crop: int) -> CropResult | None:
         """The row of one crop value."""
@@ -206,7 +207,8 @@ def _reference(request: InferenceRequest, base: str) -> Plan:
     depend on the receptive field, only on the crop being exact."""
     error = None
     for factor in (1, 2, 4):
-        sources = tuple(replace(s, rfield=(s.rfield[0] * factor, s.rfield[1] * factor)) for s in request.sources)
+        sources = tuple(replace(s, rfield=(s.rfield[0] * factor, s.rfield[1] * factor)) if s.rfield else s
+                        for s in request.sources)  # None: source 1's ground, in this source's pixels
         try:
             return plan_inference(replace(request, sources=sources, output_names=(base,), valid_part=True,
                                           extent_mode=FULL))
@@ -215,10 +217,16 @@ def _reference(request: InferenceRequest, base: str) -> Plan:
     raise error
 
 
+def _part(progress, index: int, steps: int):
+    """progress(fraction) of one run, as the `index`-th of `steps` equal parts of the sweep (None: no progress)."""
+    return (lambda fraction: progress((index + fraction) / steps)) if progress else None
+
+
 def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, tolerance: float = 1e-5,
                           error_folder: str | None = None, progress=None, is_canceled=None, log=None,
-                          work_folder: str | None = None) -> DistortionResult:
+                          work_folder: str | None = None, with_measured: bool = False) -> DistortionResult:
     """Run every crop with receptive field `rfield` (source 1 pixels) and compare it with the exact valid part.
+    `with_measured`: add the measured crop (the exact reference's) to the crops when it fits `rfield`.
 
     The other sources' receptive fields keep their ratio to source 1's. `error_folder`, when given, receives
     one squared-error raster per crop (`squared_error_crop<c>.tif`), on which the block grid shows.
@@ -245,13 +253,15 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         reference_plan = _reference(base_request, base)
         measured = reference_plan.measurement
         reference_name, reference_crop = reference_plan.output_names[0], reference_plan.request.crop
+        measured_crop = split_crop(reference_name)[1] + reference_crop
+        if with_measured and measured_crop not in crops and rfield - 2 * measured_crop >= 1:
+            crops = sorted(crops + [measured_crop])
+            steps = len(crops) + 1
         say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
             + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px block).")
         reference = _Reference(os.path.join(folder, "reference.npy"))
         run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None, sink=reference,
-                      plan=reference_plan)
-        if progress:
-            progress(1 / steps)
+                      plan=reference_plan, progress=_part(progress, 0, steps))
         rows = []
         for index, crop in enumerate(crops):
             model_crops = signature.crops_of(base)
@@ -264,7 +274,7 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
             crop_plan = warm_up(crop_request)
             started = time.perf_counter()
             result = run_inference(crop_request, is_canceled=is_canceled, log_info=lambda text: None,
-                                   sink=comparison, plan=crop_plan)
+                                   sink=comparison, plan=crop_plan, progress=_part(progress, index + 1, steps))
             seconds = time.perf_counter() - started
             sums = comparison.sums
             if not sums.pixels:
@@ -277,10 +287,8 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
             say(f"crop {crop:3d} (efield {efield:3d}, {name}{f' cropped {engine_crop}' if engine_crop else ''}): "
                 f"RMSE {sums.vector_rmse:.3g}, max |error| {sums.max_abs:.3g}, "
                 f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
-            if progress:
-                progress((index + 2) / steps)
         del reference, comparison  # unmap before the folder goes
-    return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows))
+    return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows), measured_crop)
 
 
 __all__ = ["CropResult", "DistortionResult", "default_crops", "distortion_comparison"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import OTBTF_BACKEND, TENSORFLOW_BACKEND, Monitor, choose_backend
+from .backends import OTBTF_BACKEND, TENSORFLOW_BACKEND, Monitor, call_size, choose_backend
 from .class_map import ClassMapSink, most_contrast_band
 from .errors import EngineError
 from .model import SavedModel
@@ -111,7 +111,7 @@ def warm_up(request: InferenceRequest) -> Plan:
     for the run that follows."""
     model = SavedModel.load(request.model_dir)
     plan = plan_inference(request, model)
-    batch = min(plan.batch, len(tiles(plan)))
+    batch = min(call_size(plan, len(tiles(plan))), len(tiles(plan)))
     feeds = {name: np.zeros((batch,) + shape[1:], np.float32) for name, shape in input_shapes(plan).items()}
     if not model.has_run(feeds, list(plan.output_names)):
         model.run(feeds, list(plan.output_names))

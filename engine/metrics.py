@@ -193,6 +193,9 @@ def _nodata_mask(block: np.ndarray, nodata: tuple | None) -> np.ndarray:
     return mask
 
 
+PROGRESS_STEPS = 32  # blocks of rows, at least 16 rows and at most `block_rows`, so a person sees it advance
+
+
 def compare_rasters(reference: str, image: str, squared_error_path: str | None = None, bands: list | None = None,
                     progress=None, is_canceled=None, block_rows: int = 256,
                     tolerance: float = math.inf, method: str = AUTO) -> Comparison:
@@ -242,7 +245,7 @@ def _compare(reference, image, squared_error_path, bands, progress, is_canceled,
     xi, yi = window_img[:2]
     g = ref_info.grid
     geotransform = (g.origin_x + x * g.spacing_x, g.spacing_x, 0.0, g.origin_y - y * g.spacing_y, 0.0, -g.spacing_y)
-    rows = max(1, block_rows)
+    rows = max(1, min(block_rows, max(16, -(-height // PROGRESS_STEPS))))  # progress in PROGRESS_STEPS steps or so
     cols = max(1, min(width, _BLOCK_PIXELS // rows))
     sums, skipped, writer = ErrorSums(), 0, None
     try:

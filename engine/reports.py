@@ -61,7 +61,8 @@ table{{border-collapse:collapse}}</style></head><body>
 ratio). For each crop c the model ran as OTBTF does (OTBTF grid, blocks of the expression field R - 2c) and
 was compared with the exact result ({html.escape(reference)}, the seamless valid part) over their common
 geographic extent. RMSE is the seed's vector RMSE: sqrt(mean over pixels of the sum over bands of d&sup2;).
-Theoretical cost: (R / (R - 2c))&sup2; pixels computed per output pixel.</p>
+Theoretical cost: (R / (R - 2c))&sup2; pixels computed per output pixel. The measured crop, the exact
+reference's, is {result.measured_crop}: the RMSE returned by default.</p>
 <table><tr><th>crop</th><th>efield</th><th>output</th><th>RMSE</th><th>MAE</th><th>max |error|</th>
 <th>pixels with |error| &gt; {result.tolerance:g}</th><th>cost</th><th>time (s)</th><th>s / Mpx</th>
 <th>pixels compared</th></tr>{rows}</table>
@@ -117,8 +118,13 @@ def analysis_html(analysis: ModelAnalysis) -> str:
              f"</code>; sources {html.escape(sources)}; output analysed: <b>{html.escape(a.output_name)}</b>.</p>",
              "<h3>Recommendation</h3>", table(recommendation)]
     if a.efield == 0:
-        parts.append(f"<p><b>No exact valid part fits a {a.rfield} px receptive field</b>: raise source 1's size "
-                     f"above {2 * crop * a.output_pixel} px.</p>")
+        w = a.working
+        parts.append(f"<p><b>No exact valid part fits a {a.rfield} px receptive field</b>: "
+                     + (f"use {w.rfield} px, the smallest size that has one: serve {html.escape(w.recommended_output)}"
+                        f" (crop {w.recommended_crop()}) with expression field {w.efield} px (sizes "
+                        f"{html.escape(', '.join(f'{p} {px(s)}' for p, s in zip(w.placeholders, w.sizes)))}). "
+                        "The algorithm's outputs are for that size.</p>" if w else
+                        f"raise source 1's size above {2 * crop * a.output_pixel} px.</p>"))
     parts += ["<h3>Valid window, measured</h3>", table(measured)]
     if a.theory is not None and a.theory.layers:
         rows = [(layer.name, layer.operation, px(layer.kernel) if layer.kernel else "–",

@@ -214,4 +214,4 @@ def test_progress_reaches_one(shifted):
     (reference, image), _ = shifted
     seen = []
     compare_rasters(reference, image, progress=seen.append, block_rows=100)
-    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 4
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 20  # blocks of rows cut for a moving bar

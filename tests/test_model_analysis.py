@@ -34,9 +34,17 @@ def test_rasters_give_the_pixel_ratio(provider, tmp_path):
     assert {key: result[key] for key in SEED_NUMBERS} == SEED_NUMBERS
 
 
-def test_a_missing_source_size_names_the_parameter(provider, tmp_path):
+def test_a_source_size_of_0_follows_source_1_as_in_inference(provider, tmp_path):
+    import processing
+
+    result = processing.run(ANALYSIS, {"MODEL": str(MODEL), "SOURCE2_SIZE": 0, "REPORT": str(tmp_path / "r.html")})
+    assert {key: result[key] for key in SEED_NUMBERS} == SEED_NUMBERS  # XS 32: the only ratio the model takes
+
+
+def test_a_placeholder_that_is_not_an_input_names_the_parameter(provider, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="SOURCE2_SIZE"):
-        processing.run(ANALYSIS, {"MODEL": str(MODEL), "SOURCE2_SIZE": 0, "REPORT": str(tmp_path / "r.html")})
+    with pytest.raises(QgsProcessingException, match="input_p, input_xs.*SOURCE1_PLACEHOLDER"):
+        processing.run(ANALYSIS, {"MODEL": str(MODEL), "SOURCE1_PLACEHOLDER": "pan",
+                                  "REPORT": str(tmp_path / "r.html")})

@@ -176,9 +176,11 @@ def test_resize_pad_and_pooling_windows_match_the_measurement(tmp_path):
 
 
 def test_sizes_are_checked_against_the_model_inputs():
-    with pytest.raises(EngineError) as missing:
-        analyse_model(str(MODEL), [128, 0])
-    assert missing.value.field == "sources[1].rfield"
+    follows = analyse_model(str(MODEL), [128, 0])  # no raster: the first pixel ratio the model accepts, 1/4
+    assert follows.sizes == ((128, 128), (32, 32)) and follows.recommended_output == "estimated_crop32"
+    with pytest.raises(EngineError) as placeholder:
+        analyse_model(str(MODEL), [128, 32], placeholders=["input_xs", "input_xs"])
+    assert placeholder.value.field == "sources[0].placeholder"
     with pytest.raises(EngineError) as ground:
         analyse_model(str(MODEL), [128, 48])
     assert ground.value.field == "sources[0].rfield"  # 128 / 48 is not a whole pixel ratio the model accepts

@@ -5,7 +5,7 @@ from ..dependencies import OTBTF_INSTALL_HINT
 from ..errors import EngineError
 from ..request import InferenceRequest
 from ..sinks import BlockSink
-from .base import Backend, Monitor, RunStats
+from .base import Backend, Monitor, RunStats, call_size
 from .cluster import DaskBackend
 from .otbtf import OtbtfBackend
 from .tensorflow import TensorFlowBackend
@@ -47,4 +47,4 @@ def choose_backend(requested: str, request: InferenceRequest, sink: BlockSink, c
 
 
 __all__ = ["AUTO_BACKEND", "BACKENDS", "OTBTF_BACKEND", "TENSORFLOW_BACKEND", "Backend", "Monitor", "OtbtfBackend",
-           "RunStats", "TensorFlowBackend", "DaskBackend", "choose_backend"]
+           "RunStats", "TensorFlowBackend", "DaskBackend", "call_size", "choose_backend"]

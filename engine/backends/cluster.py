@@ -83,7 +83,8 @@ class DaskBackend:
                 if folder is None:
                     sink.open(plan)
                     try:
-                        gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks))
+                        gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks),
+                               [len(p) for p in parts])
                         if monitor.canceled():  # up to the rename
                             raise Cancelled("Cancelled by the user.")
                         sink.commit()
@@ -91,7 +92,7 @@ class DaskBackend:
                         sink.abort()
                         raise
                 else:
-                    gather(client, futures, stop, monitor)
+                    gather(client, futures, stop, monitor, weights=[len(p) for p in parts])
                     if monitor.canceled():
                         raise Cancelled("Cancelled by the user.")
                     assemble([f.result() for f in futures], plan, sink)
@@ -126,10 +127,12 @@ def split(plan: Plan) -> list:
     return parts
 
 
-def gather(client, futures: list, stop, monitor: Monitor, each=None) -> None:
-    """Wait for the parts, reporting progress as they complete and handing each result to `each` (then dropping
-    it from the cluster); a cancel or a failure stops everything."""
+def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=None) -> None:
+    """Wait for the parts, reporting progress as they complete (by their `weights`, e.g. tiles, else one each) and
+    handing each result to `each` (then dropping it from the cluster); a cancel or a failure stops everything."""
     pending, done = set(futures), 0
+    weight = dict(zip(futures, weights or [1] * len(futures)))
+    total = sum(weight.values()) or 1
     while pending:
         if monitor.canceled():
             stop.set()  # running parts stop after their batch
@@ -151,8 +154,8 @@ def gather(client, futures: list, stop, monitor: Monitor, each=None) -> None:
             if each is not None:
                 each(future.result())
                 future.release()
-        done += len(finished)
-        monitor.advance(done / len(futures))
+        done += sum(weight[f] for f in finished)
+        monitor.advance(done / total)
 
 
 def _running(client) -> list:

@@ -16,7 +16,7 @@ from ..planning import Plan, clip, runs, tiles
 from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
 from ..sinks import BlockSink
-from .base import Monitor, RunStats
+from .base import Monitor, RunStats, call_size
 
 GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache during a run: it keeps written blocks until full, so a larger
                              # one makes peak RSS grow with the image (GDAL's default, 5 % of RAM: 1.0 GB at 4096 px,
@@ -51,9 +51,11 @@ class TensorFlowBackend:
                 f"exact crop {measurement.exact_crop} px; output crop {plan.crop} px -> "
                 f"{'exact (seamless)' if plan.exact else 'NOT exact (blocking artifacts)'}.")
         todo = tiles(plan)
-        say(f"Tiles: {len(todo)} of {plan.tile[0]} x {plan.tile[1]} output pixels, {plan.batch} per TensorFlow call.")
-        batches = [todo[i:i + plan.batch] for i in range(0, len(todo), plan.batch)]
-        skipped = 0
+        size = call_size(plan, len(todo))
+        say(f"Tiles: {len(todo)} of {plan.tile[0]} x {plan.tile[1]} output pixels, up to {size} per TensorFlow call.")
+        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        skipped, calls = 0, 0
+
         with gdal_session(GDAL_CACHE_BYTES):
             readers = [SourceReader(list(s.paths), request.padding, name, source_field(i))
                        for i, (s, name) in enumerate(zip(request.sources, plan.names))]
@@ -70,15 +72,21 @@ class TensorFlowBackend:
                             pending_read = reading.submit(read_batch, plan, readers, batches[index + 1])
                         skipped += len(group) - len(keep)
                         outputs = run_batch(plan, model, feeds, keep) if keep else []
+                        calls += bool(keep)
                         if pending_write is not None:
                             pending_write.result()
+                            # the tiles written so far, reported from this thread: the caller's feedback
+                            # signals are synchronous only from it (a queued one waits for the end of the run)
+                            monitor.advance(index * size / len(todo))
                         pending_write = writing.submit(write_batch, plan, sink, group, keep, outputs, masks)
-                        monitor.advance((index + 1) / len(batches))
                     if pending_write is not None:
                         pending_write.result()
                     if monitor.canceled():  # up to the rename: a cancel during the last batch is a cancel
                         raise Cancelled("Cancelled by the user.")
+                    monitor.advance(1.0)
                     sink.commit()
+                    say(f"Ran {len(todo) - skipped} tile(s) in {calls} TensorFlow call(s) of up to {size} "
+                        f"tile(s)" + (f"; {skipped} tile(s) all no-data skipped." if skipped else "."))
                 except BaseException:
                     reading.shutdown(wait=True, cancel_futures=True)
                     writing.shutdown(wait=True, cancel_futures=True)

@@ -201,14 +201,19 @@ def span_text(window) -> str:
 
 
 def layer_rows(steps: list, inputs: list) -> tuple:
-    """Group the walk's steps into layers by name scope (the model's own scope stripped), in graph order."""
-    scoped = [s.scope for s in steps if s.scope]
+    """Group the walk's steps into layers by name scope, in graph order: the model's own scope stripped, nested
+    models (Keras 3 Functional or Sequential sub-models) walked into ("backbone/conv_a"); an op directly in the
+    model's scope is its own row."""
+    deep = [s.scope for s in steps if len(s.scope) > 1]
     common = 0
-    while scoped and all(len(sc) > common + 1 for sc in scoped) and len({sc[common] for sc in scoped}) == 1:
+    while deep and all(len(sc) > common + 1 for sc in deep) and len({sc[common] for sc in deep}) == 1:
         common += 1
-    names = [s.scope[common] if s.scope else s.name.split("/")[-1] for s in steps]
-    if names and all(re.search(r"._\d+$", n) for n in names):  # Keras 3 exports add "_1" to every layer scope
-        names = [re.sub(r"_\d+$", "", n) for n in names]
+    parts = [list(s.scope[common:]) if s.scope[:common] == (deep[0][:common] if deep else ()) else list(s.scope)
+             for s in steps]
+    scoped = [p for part in parts for p in part]
+    if scoped and all(re.search(r"._\d+$", p) for p in scoped):  # Keras 3 exports add "_1" to every scope
+        parts = [[re.sub(r"_\d+$", "", p) for p in part] for part in parts]
+    names = ["/".join(part) or step.name.split("/")[-1] for part, step in zip(parts, steps)]
     groups = {}
     for name, step in zip(names, steps):
         groups.setdefault(name, []).append(step)
