@@ -27,7 +27,8 @@ from .styling import load_classes, load_styled
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 README_URL = "https://github.com/seamless-inference/seamless_inference#"
 MAX_SOURCES = 3
-SOURCE_DEFAULT_RFIELDS = (128, 32, 0)  # the seed's PAN 128 / XS 32; 0 = the ground footprint of source 1's
+SOURCE_DEFAULT_RFIELDS = (128, 0, 0)  # the seed's PAN 128; 0 = the ground of source 1's (XS 32 for the seed), as in
+                                      # Model analysis: setting only source 1's gives every source its size
 _SOURCE_FIELD = re.compile(r"^sources\[(\d+)\](?:\.(\w+))?$")
 _SOURCE_SUFFIXES = {"rfield": "_RFIELD", "placeholder": "_PLACEHOLDER", "nodata": "_NODATA"}
 _FIELD_PARAMETERS = {"model_dir": "MODEL", "output_path": "OUTPUT"}

@@ -18,6 +18,7 @@ from .errors import EngineError, source_field
 from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
 from .raster import gdal_session, raster_info, same_crs
+from .sizes import assign_placeholders
 from .request import EXTENT_MODES, FULL, OTBTF, PADDINGS, InferenceRequest, source_names
 
 AUTO_TILE_MAX = 2048       # output pixels. On the sample model, 4096 and 16384 px scenes: peak RSS 1.33 GB (goal
@@ -260,21 +261,18 @@ def _resolve_placeholders(request, signature, names, channels) -> list:
         raise EngineError(f"The model needs {len(inputs)} inputs ({', '.join(inputs)}) but only "
                           f"{len(request.sources)} source(s) are given. Add source {len(request.sources) + 1}.",
                           source_field(len(request.sources)))
-    chosen = []
     for index, source in enumerate(request.sources):
-        name = source.placeholder or inputs[index]
+        if source.placeholder and signature.input(source.placeholder) is None:
+            raise EngineError(f"{names[index]}: placeholder {source.placeholder!r} is not an input of the model; its "
+                              f"inputs are: {', '.join(inputs)}.", source_field(index, "placeholder"))
+    # a source without a placeholder takes the inputs no source names, in alphabetical order (as Model analysis)
+    chosen = assign_placeholders(signature, [s.placeholder for s in request.sources], len(request.sources))
+    for index, name in enumerate(chosen):
         info = signature.input(name)
-        if info is None:
-            raise EngineError(f"{names[index]}: placeholder {name!r} is not an input of the model; its inputs "
-                              f"are: {', '.join(inputs)}.", source_field(index, "placeholder"))
         if info.channels is not None and info.channels != channels[index]:
             raise EngineError(f"{names[index]} has {channels[index]} band(s) but the model's input "
                               f"{info.name!r} takes {info.channels}: give rasters with {info.channels} band(s) "
                               "in total, or the right placeholder.", source_field(index))
-        chosen.append(info.name)
-    if len(set(chosen)) != len(chosen):
-        raise EngineError(f"Two sources feed the same placeholder ({', '.join(chosen)}); give each source its "
-                          "own placeholder.", source_field(0, "placeholder"))
     return chosen
 
 

@@ -25,7 +25,7 @@ def _sizes_list(sizes, placeholders) -> list:
             else (int(size[0]), int(size[1])) for size in sizes]
 
 
-def _placeholders(signature, given, count: int) -> list:
+def assign_placeholders(signature, given, count: int) -> list:
     """The model input of each source: the one given, else the inputs no source names, in alphabetical order
     (as OTBTF when none is given)."""
     inputs, given = signature.input_names, (list(given or []) + [None] * count)[:count]
@@ -54,7 +54,7 @@ def source_sizes(signature, sizes, rasters=None, placeholders=None, accepts=None
     the first without a size follows source 1's by the pixel-size ratio: of the rasters when given, else of the
     model's static input shapes, else the first ratio of RATIOS for which `accepts({placeholder: (w, h)})` (the model runs on them)."""
     count = len(signature.input_names)
-    chosen = _placeholders(signature, placeholders, count)
+    chosen = assign_placeholders(signature, placeholders, count)
     sizes = _sizes_list(sizes, chosen)
     rasters = [r[0] if isinstance(r, (list, tuple)) else r for r in rasters or []]
     notes = []

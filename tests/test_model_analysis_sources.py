@@ -137,3 +137,25 @@ def test_static_input_shapes_give_a_following_source_its_size():
     with pytest.raises(EngineError, match="give source 2's size") as missing:
         source_sizes(unknown, [256, 0], placeholders=["x_pan"])  # and no model to try ratios on
     assert missing.value.field == "sources[1].rfield"
+
+
+def test_inference_follows_the_same_rules(provider, tmp_path, pan_ms_model):
+    """In valid-part inference too: naming source 1's placeholder gives source 2 the input left; setting only
+    source 1's receptive field gives source 2 the same ground (256 PAN px -> 64 XS px)."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Capture(QgsProcessingFeedback):
+        lines = []
+
+        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+            Capture.lines.append(info)
+
+    result = processing.run("seamless:artifactproneinference", {
+        "MODEL": str(pan_ms_model), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], "SOURCE1_PLACEHOLDER": "x_pan",
+        "SOURCE1_RFIELD": 256, "SPCSCALE": 4, "OUTPUT": str(tmp_path / "out.tif")}, feedback=Capture())
+    assert result["OUTPUT"]
+    grid = next(line for line in Capture.lines if line.startswith("Grid"))
+    assert "source 1 256x256, source 2 64x64" in grid, grid
+    model = next(line for line in Capture.lines if line.startswith("Model"))
+    assert "inputs x_pan, x_ms" in model, model
