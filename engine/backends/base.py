@@ -27,7 +27,7 @@ class Monitor:
             self.progress(fraction)
 
 
-PROGRESS_STEPS = 32  # TensorFlow calls an Auto-batched run of enough tiles is cut into: progress moves per call
+PROGRESS_STEPS = 24  # TensorFlow calls an Auto-batched run of enough tiles is cut into: progress moves per call
 MIN_CALL_PIXELS = BATCH_PIXELS // 32  # and at least this many input pixels a call: 8 of the sample's 128 px tiles,
                                       # as fast a tile as 229 (about 2 ms each on CPU); 4 cost 50 % more
 
