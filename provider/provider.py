@@ -49,6 +49,10 @@ class SeamlessProvider(QgsProcessingProvider):
         """Plugin version, shown in the Processing options."""
         return plugin_version()
 
+    def supportedOutputRasterLayerExtensions(self) -> list:  # noqa: N802
+        """GeoTIFF only: the dialogs' file pickers offer what the engine writes (other extensions are refused)."""
+        return ["tif", "tiff"]
+
     def loadAlgorithms(self) -> None:  # noqa: N802
         """New instances every time (re-adding stored instances crashes sip)."""
         for algorithm in self.ALGORITHMS:

@@ -93,3 +93,15 @@ def test_wrong_output_name_lists_the_model_outputs(provider, tmp_path):
         processing.run(ARTIFACT, params(tmp_path / "x.tif", OUTPUT_NAMES="prediction"))
     assert "OUTPUT_NAMES" in str(error.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_raster_outputs_offer_geotiff_only(provider):
+    """The file pickers offer what the engine writes (a .png would be refused, not written as GeoTIFF bytes)."""
+    from qgis.core import QgsProcessingParameterRasterDestination
+
+    for algorithm in provider.algorithms():
+        for definition in algorithm.destinationParameterDefinitions():
+            if isinstance(definition, QgsProcessingParameterRasterDestination):
+                assert definition.defaultFileExtension() == "tif", algorithm.id()
+                offered = [f for f in definition.createFileFilter().split(";;") if not f.startswith("All files")]
+                assert offered and all("*.tif" in f for f in offered), offered
