@@ -52,11 +52,9 @@ def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
         if candidate and _same_file(target, candidate):
             raise EngineError(f"The {what} {path!r} is {label}: writing it would destroy the input; choose "
                               "another path.", field)
-    if model_dir:
-        model = os.path.realpath(model_dir)
-        if target == model or target.startswith(model.rstrip(os.sep) + os.sep):
-            raise EngineError(f"The {what} {path!r} is inside the model folder {model_dir!r}: writing it would "
-                              "damage the model; choose a path outside it.", field)
+    if model_dir and _inside(target, model_dir):
+        raise EngineError(f"The {what} {path!r} is inside the model folder {model_dir!r}: writing it would "
+                          "damage the model; choose a path outside it.", field)
     return path
 
 
@@ -76,12 +74,16 @@ def check_output_folder(path: str, field: str, inputs=(), model_dir: str | None 
         raise EngineError(f"The {what} {existing!r} is not writable (read-only or no permission); choose another "
                           "folder.", field)
     target = os.path.realpath(path)
-    if model_dir:
-        model = os.path.realpath(model_dir)
-        if target == model or target.startswith(model.rstrip(os.sep) + os.sep):
-            raise EngineError(f"The {what} {path!r} is the model folder or inside it: writing there would damage "
-                              "the model; choose a folder outside it.", field)
+    if model_dir and _inside(target, model_dir):
+        raise EngineError(f"The {what} {path!r} is the model folder or inside it: writing there would damage "
+                          "the model; choose a folder outside it.", field)
     return path
+
+
+def _inside(target: str, folder: str) -> bool:
+    """True when the resolved `target` is `folder` or lies below it."""
+    folder = os.path.realpath(folder)
+    return target == folder or target.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def writable(folder: str) -> bool:
