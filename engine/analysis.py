@@ -136,7 +136,8 @@ def _measure(model: SavedModel, setup: Setup, tolerance: float, progress=None) -
     channels = [model.signature.input(p).channels or 1 for p in setup.placeholders]
     # the probe cuts its windows from two random images of about 6 x 6 receptive fields per source (engine.probe)
     check_memory(sum(36 * 2 * 4 * w * h * c for (w, h), c in zip(sizes, channels)),
-                 f"Measuring the model on a {sizes[0][0]} x {sizes[0][1]} px receptive field", source_field(0, "rfield"),
+                 f"Measuring the model on a {sizes[0][0]} x {sizes[0][1]} px receptive field",
+                 source_field(0, "rfield"),
                  "give a smaller receptive field (the model's training patch size, e.g. 128 to 512)")
     feeds = {p: np.zeros((1, s[1], s[0], model.signature.input(p).channels or 1), np.float32)
              for p, s in zip(setup.placeholders, sizes)}
@@ -185,7 +186,7 @@ def _random_sources(signature, setup: Setup, steps: list, scale: tuple) -> list:
     probes = []
     for index, (name, size) in enumerate(zip(setup.placeholders, setup.sizes)):
         bands = signature.input(name).channels or 1
-        dtype = np.dtype(signature.input(name).dtype) if signature.input(name).dtype != "bfloat16" else np.float32
+        dtype = signature.input(name).numpy_dtype
         cache = {}
 
         def make_input(width, height, variant, index=index, bands=bands, cache=cache, dtype=dtype):

@@ -19,7 +19,7 @@ from .errors import Cancelled, EngineError
 from .grid import build_lattice
 from .otb_process import OtbFailed, otb_status, run_task
 from .paths import check_output
-from .raster import gdal_session, open_raster, raster_info, same_crs
+from .raster import gdal_session, open_raster, raster_info, read_pixels, same_crs
 from .sinks import GeoTiffSink
 
 REFERENCE, IMAGE = "reference", "image"  # the fields errors name
@@ -171,17 +171,8 @@ def _select_bands(ref_count: int, img_count: int, bands: list | None) -> tuple:
 
 def _read(dataset, bands: tuple, x0: int, y0: int, width: int, height: int, path: str = "", field: str = IMAGE):
     """A (bands, height, width) float64 block; a damaged file gives an EngineError naming `field`."""
-    try:
-        blocks = [dataset.GetRasterBand(b).ReadAsArray(x0, y0, width, height) for b in bands]
-    except RuntimeError as exc:
-        blocks = [None]
-        cause = f" ({str(exc).strip().splitlines()[0][:200]})" if str(exc).strip() else ""
-    else:
-        cause = ""
-    if any(block is None for block in blocks):
-        raise EngineError(f"GDAL cannot read pixels of {path!r}{cause}; the file is damaged or incomplete: copy or "
-                          "export it again.", field)
-    return np.stack(blocks).astype(np.float64)
+    return np.stack([read_pixels(lambda b=b: dataset.GetRasterBand(b).ReadAsArray(x0, y0, width, height), path, "",
+                                 field) for b in bands]).astype(np.float64)
 
 
 def _nodata_mask(block: np.ndarray, nodata: tuple | None) -> np.ndarray:

@@ -50,6 +50,16 @@ class TensorInfo:
             return 1
         return self.shape[-1]
 
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        """The numpy type that feeds it (bfloat16, which numpy lacks, is fed as float32)."""
+        return np.dtype(np.float32 if self.dtype == "bfloat16" else self.dtype)
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch dimension it was exported with, or None (any)."""
+        return self.shape[0] if self.shape else None
+
 
 @dataclass(frozen=True)
 class ModelSignature:
@@ -77,6 +87,10 @@ class ModelSignature:
     def output(self, name: str) -> TensorInfo | None:
         """The output called `name`, or None."""
         return _find(self.outputs, name)
+
+    def fixed_batch(self, names) -> int | None:
+        """The batch size that the inputs `names` were exported with, or None when any size goes."""
+        return next((i.batch for i in map(self.input, names) if i.batch is not None), None)
 
     def crops_of(self, base: str) -> dict:
         """{crop: output name} for `base` itself (crop 0) and each of its `_cropN` outputs."""
@@ -228,12 +242,10 @@ class SavedModel:
         `fields`: {placeholder: request field} for the errors.
         """
         fields = fields or {}
-        infos = {name: self.signature.input(name) for name in feeds}
-        arrays = {info.name: cast_input(array, info, fields.get(name)) for (name, array), info
-                  in zip(feeds.items(), infos.values())}
+        arrays = {self.signature.input(name).name: cast_input(array, self.signature.input(name), fields.get(name))
+                  for name, array in feeds.items()}
         count = len(next(iter(arrays.values())))
-        fixed = {i.shape[0] for i in infos.values() if i.shape is not None and i.shape[0] is not None}
-        step = fixed.pop() if fixed else count
+        step = self.signature.fixed_batch(feeds) or count
         parts = []
         for start in range(0, count, step):
             chunk = {k: v[start:start + step] for k, v in arrays.items()}
@@ -270,7 +282,7 @@ class SavedModel:
 
 def cast_input(array: np.ndarray, info: TensorInfo, field: str | None) -> np.ndarray:
     """`array` as the placeholder's type; an integer type refuses values outside its range, and rounds."""
-    dtype = np.dtype(info.dtype) if info.dtype not in ("bfloat16",) else np.dtype(np.float32)
+    dtype = info.numpy_dtype
     if dtype.kind not in "iu":
         return array.astype(dtype, copy=False)
     limits = np.iinfo(dtype)
@@ -284,21 +296,19 @@ def cast_input(array: np.ndarray, info: TensorInfo, field: str | None) -> np.nda
 
 
 def explain_failure(exc: Exception, shapes: str, signature: ModelSignature, fields: dict) -> tuple:
-    """(message, field) for a TensorFlow failure: the common causes recognised, with their fix."""
-    text = str(exc)
-    first = _first_line(exc)
-    rfield = fields.get(next(iter(fields), None)) if fields else None
-    rfield = (rfield + ".rfield") if rfield else "sources[0].rfield"
+    """(message, field) for a TensorFlow failure: the common causes recognised, with their fix. `fields`:
+    {placeholder: request field}; shape errors are blamed on the first source's receptive field."""
+    text, first = str(exc), _first_line(exc)
+    rfield = next(iter(fields.values()), "sources[0]") + ".rfield"
     if isinstance(exc, MemoryError) or any(k in text for k in ("ResourceExhausted", "OOM when allocating",
                                                                "out of memory", "Unable to allocate")):
         return (f"The model ran out of memory on input tensors {shapes}; give a smaller batch size (BATCH_SIZE, "
                 "e.g. 1) or tile size (TILE_SIZE).", "batch_size")
-    if "assertion failed" in text or "Assert" in first:
-        return (f"The model itself raised an error on input tensors {shapes} (TensorFlow: {first}); the inputs fit "
-                "its signature, so look at the model's own checks.", "model_dir")
-    if any(k in text for k in ("incompatible", "input_signature", "Incompatible shapes", "Dimensions must be", "ConcatOp", "does not match",
-                               "mismatch", "must be", "Invalid", "invalid", "shape")):
-        fixed = [f"{i.name} {i.shape[2]}x{i.shape[1]}" for i in (signature.input(n) for n in signature.input_names)
+    assertion = "assertion failed" in text or "Assert" in first  # the model's own check: its text says "Invalid"
+    if not assertion and any(k in text for k in ("incompatible", "input_signature", "Incompatible shapes",
+                                                 "Dimensions must be", "ConcatOp", "does not match", "mismatch",
+                                                 "must be", "Invalid", "invalid", "shape")):
+        fixed = [f"{i.name} {i.shape[2]}x{i.shape[1]}" for i in map(signature.input, signature.input_names)
                  if i.shape is not None and len(i.shape) == 4 and None not in i.shape[1:3]]
         if fixed:
             return (f"The model takes inputs of a fixed size ({', '.join(fixed)}) and got {shapes}: use the OTBTF "
@@ -308,7 +318,7 @@ def explain_failure(exc: Exception, shapes: str, signature: ModelSignature, fiel
                 "strided network needs input sizes that are multiples of its total stride (Model analysis measures "
                 "it; 16 for the sample), and the placeholders.", rfield)
     return (f"The model itself raised an error on input tensors {shapes} (TensorFlow: {first}); the inputs fit "
-            "its signature, so look at the model (does it check its input values or ranges?).", "model_dir")
+            "its signature, so look at the model's own checks of its input values or ranges.", "model_dir")
 
 
 def fingerprint(model_dir: str) -> str:

@@ -160,15 +160,14 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     # tiles start on the lattice at or just before the written window (any lattice point gives the same pixels)
     base_xy = tuple(b + (window[a] - b) // quantum[a] * quantum[a] for a, b in enumerate(base_xy))
     tile = _tile_size(request, quantum, efield, exact, window, base_xy)
-    pixels = 1
-    for index, source in enumerate(request.sources):  # a tile's input, in each source's pixels
+    pixels, values = 1, 0  # a tile's input, in each source's pixels, and its values (pixels x channels)
+    for index, source in enumerate(request.sources):
         width, height = tile_input(out_x, out_y, lattice, base_xy, tile, efield, source, names[index], index)
         pixels += width * height
+        values += width * height * channels[index]
     batch = _batch(request, signature, placeholders, pixels)
-    channels_pixels = sum(c * w * h for c, (w, h) in zip(channels, (
-        tile_input(out_x, out_y, lattice, base_xy, tile, efield, s, names[i], i) for i, s in enumerate(request.sources))))
     # three batches in flight (read, computed, written): their inputs and outputs, float32
-    check_memory(3 * 4 * batch * (channels_pixels + tile[0] * tile[1] * len(signature.band_names(output_names))),
+    check_memory(3 * 4 * batch * (values + tile[0] * tile[1] * len(signature.band_names(output_names))),
                  f"A batch of {batch} tile(s) of {tile[0]} x {tile[1]} output px", "tile_size",
                  "give a smaller tile size or batch size (Auto fits about 4 million input pixels a batch)")
     if request.extent_mode == FULL and request.tile_size is None and exact is False:
@@ -185,10 +184,8 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
 def _batch(request, signature, placeholders, pixels) -> int:
     """Tiles per TensorFlow call: as asked, else about BATCH_PIXELS input pixels; a model exported with a fixed
     batch dimension gets exactly that."""
-    fixed = {signature.input(p).shape[0] for p in placeholders
-             if signature.input(p).shape is not None and signature.input(p).shape[0] is not None}
-    if fixed:
-        size = fixed.pop()
+    size = signature.fixed_batch(placeholders)
+    if size:
         if request.batch_size and request.batch_size != size:
             raise EngineError(f"The model takes exactly {size} tile(s) per call (its inputs have a fixed batch "
                               f"dimension); set the batch size to {size} or leave it on Auto.", "batch_size")

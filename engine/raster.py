@@ -123,6 +123,21 @@ def raster_info(path: str, name: str, field: str | None = None) -> RasterInfo:
                       georeferenced)
 
 
+def read_pixels(read, path: str, prefix: str, field: str | None):
+    """`read()` (a GDAL read of `path`), or an EngineError naming `field` when GDAL cannot read the pixels: a
+    truncated or damaged file, a missing file behind a VRT (an exception inside a gdal_session, None outside)."""
+    try:
+        data = read()
+    except RuntimeError as exc:
+        cause = f" ({_first_line(exc)})"
+    else:
+        if data is not None:
+            return data
+        cause = ""
+    raise EngineError(f"{prefix}GDAL cannot read pixels of {path!r}{cause}; the file is damaged or incomplete: copy "
+                      "or export it again.", field)
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
 
@@ -181,15 +196,7 @@ class SourceReader:
         out = np.empty((height, width, self.bands), np.float32)
         channel = 0
         for path, ds in zip(self.paths, self.datasets):
-            try:
-                data = ds.ReadAsArray(x0, y0, width, height)
-            except RuntimeError as exc:  # a truncated or damaged file, a missing file behind a VRT
-                raise EngineError(f"{self.name}: GDAL cannot read pixels {width}x{height} at ({x0}, {y0}) of "
-                                  f"{path!r} ({_first_line(exc)}); the file is damaged or incomplete: copy or "
-                                  "export it again.", self.field) from exc
-            if data is None:
-                raise EngineError(f"{self.name}: GDAL cannot read pixels of {path!r}; the file is damaged or "
-                                  "incomplete: copy or export it again.", self.field)
+            data = read_pixels(lambda: ds.ReadAsArray(x0, y0, width, height), path, f"{self.name}: ", self.field)
             data = data.reshape((-1, height, width))
             out[:, :, channel:channel + data.shape[0]] = np.moveaxis(data, 0, -1)
             channel += data.shape[0]

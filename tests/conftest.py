@@ -75,3 +75,28 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS["status"])
+
+
+def recording_feedback():
+    """A QgsProcessingFeedback that keeps what an algorithm says (`lines`: infos and warnings) and every progress
+    value it reports (`values`)."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Recording(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.lines, self.values = [], []
+
+        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+            self.lines.append(info)
+            super().pushInfo(info)
+
+        def pushWarning(self, warning):  # noqa: N802
+            self.lines.append(warning)
+            super().pushWarning(warning)
+
+        def setProgress(self, progress):  # noqa: N802
+            self.values.append(progress)
+            super().setProgress(progress)
+
+    return Recording()

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, XS
+from conftest import MODEL, PAN, XS, recording_feedback
 from osgeo import gdal, osr
 
 VALID = "seamless:validpartinference"
@@ -321,22 +321,16 @@ def test_nodata_tiles_are_skipped_and_partly_empty_ones_masked(provider, tmp_pat
 
 def test_file_declared_nodata_counts_without_the_nodata_parameter(provider, tmp_path):
     import processing
-    from qgis.core import QgsProcessingFeedback
 
-    class Capture(QgsProcessingFeedback):
-        lines = []
-
-        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
-            Capture.lines.append(info)
-
+    feedback = recording_feedback()
     data = pan_data()
     data[:, :256] = 0
     pan = write_raster(tmp_path / "declared.tif", data, nodata=0)  # no SOURCE1_NODATA given
     result = processing.run(ARTIFACT, {"MODEL": str(MODEL), "SOURCE1": [pan], "SOURCE2": [str(XS)],
-                                       "OUTPUT": str(tmp_path / "declared_out.tif")}, feedback=Capture())
+                                       "OUTPUT": str(tmp_path / "declared_out.tif")}, feedback=feedback)
     values = gdal.Open(result["OUTPUT"]).ReadAsArray()
     assert (values[:, :, :256] == 0).all() and np.allclose(values[:, :380, 256:].sum(axis=0), 1.0, atol=1e-5)
-    assert any(line.startswith("source 1: no-data value 0, declared by its raster") for line in Capture.lines)
+    assert any(line.startswith("source 1: no-data value 0, declared by its raster") for line in feedback.lines)
     # an all-no-data raster gets no predictions: the background, declared no-data
     empty = write_raster(tmp_path / "empty.tif", np.zeros_like(data), nodata=0)
     result = processing.run(VALID, {"MODEL": str(MODEL), "SOURCE1": [empty], "SOURCE2": [str(XS)],

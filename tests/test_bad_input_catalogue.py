@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, XS
+from conftest import MODEL, PAN, XS, recording_feedback
 from osgeo import gdal
 from test_bad_input import pan_data, write_raster, xs_data
 
@@ -103,6 +103,11 @@ def tf_models(tmp_path_factory):
                                                           "plain", "upsample")}
 
 
+def pan_against_itself(work, **params) -> dict:
+    """Raster comparison's parameters: the PAN copy compared with itself, plus `params`."""
+    return {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"), **params}
+
+
 # --- a user's file as the output (every algorithm) ----------------------------------------------------------
 
 @pytest.mark.parametrize("algorithm", [VALID, ARTIFACT])
@@ -153,9 +158,8 @@ def test_output_name_too_long_for_its_temporary_name(provider, work):
 
 
 def test_squared_error_equal_to_the_reference(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "SQUARED_ERROR": str(work / "pan.tif")}, "destroy the input", "[parameter SQUARED_ERROR]",
-            defaults=False)
+    refused(COMPARISON, work, pan_against_itself(work, SQUARED_ERROR=str(work / "pan.tif")), "destroy the input",
+            "[parameter SQUARED_ERROR]", defaults=False)
 
 
 def test_squared_error_equal_to_the_image(provider, work):
@@ -165,20 +169,18 @@ def test_squared_error_equal_to_the_image(provider, work):
 
 
 def test_squared_error_as_png(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "SQUARED_ERROR": str(work / "error.png")}, "must be a .tif", "[parameter SQUARED_ERROR]",
-            defaults=False)
+    refused(COMPARISON, work, pan_against_itself(work, SQUARED_ERROR=str(work / "error.png")), "must be a .tif",
+            "[parameter SQUARED_ERROR]", defaults=False)
 
 
 def test_comparison_report_equal_to_the_reference(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "REPORT": str(work / "pan.tif")}, "destroy the input", "[parameter REPORT]",
-            defaults=False)
+    refused(COMPARISON, work, pan_against_itself(work, REPORT=str(work / "pan.tif")), "destroy the input",
+            "[parameter REPORT]", defaults=False)
 
 
 def test_comparison_report_equal_to_the_squared_error(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "SQUARED_ERROR": str(work / "same.tif"), "REPORT": str(work / "same.tif")},
+    refused(COMPARISON, work, pan_against_itself(work, SQUARED_ERROR=str(work / "same.tif"),
+                                                 REPORT=str(work / "same.tif")),
             "is the output", "[parameter REPORT]", defaults=False)
 
 
@@ -230,14 +232,12 @@ def test_distortion_error_folder_that_is_a_file(provider, work):
 
 
 def test_comparison_report_in_a_missing_folder(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "REPORT": str(work / "missing" / "r.html")}, "does not exist", "[parameter REPORT]",
-            defaults=False)
+    refused(COMPARISON, work, pan_against_itself(work, REPORT=str(work / "missing" / "r.html")), "does not exist",
+            "[parameter REPORT]", defaults=False)
 
 
 def test_comparison_squared_error_on_a_read_only_file_system(provider, work):
-    refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
-                               "SQUARED_ERROR": "/proc/seamless_error.tif"}, "not writable",
+    refused(COMPARISON, work, pan_against_itself(work, SQUARED_ERROR="/proc/seamless_error.tif"), "not writable",
             "[parameter SQUARED_ERROR]", defaults=False)
 
 
@@ -434,21 +434,15 @@ def test_overwriting_an_output_removes_its_old_sidecars(provider, work):
 
 def test_integer_output_type_rounds_clips_and_says_so(provider, work):
     import processing
-    from qgis.core import QgsProcessingFeedback
 
-    class Capture(QgsProcessingFeedback):
-        lines = []
-
-        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
-            Capture.lines.append(info)
-
+    feedback = recording_feedback()
     result = processing.run(VALID, {"MODEL": str(work / "model"), "SOURCE1": [str(work / "pan.tif")],
                                     "SOURCE2": [str(work / "xs.tif")], "DATA_TYPE": 2,
-                                    "OUTPUT": str(work / "byte.tif")}, feedback=Capture())
+                                    "OUTPUT": str(work / "byte.tif")}, feedback=feedback)
     values = gdal.Open(result["OUTPUT"]).ReadAsArray()
     assert set(np.unique(values)) <= {0, 1} and (values == 1).any()  # rounded 0..1 probabilities, not truncated
     assert any("Output data type uint8 holds whole numbers" in line and "Choose float32" in line
-               for line in Capture.lines)
+               for line in feedback.lines)
 
 
 # --- valid scenes that must run ---------------------------------------------------------------------------------
@@ -527,7 +521,8 @@ def test_python_outputs_refused_before_running(work):
     from seamless_inference.engine import InferenceRequest, Source, run_inference
     from seamless_inference.engine.metrics import compare_rasters
 
-    request = InferenceRequest(str(work / "model"), (Source(str(work / "pan.tif"), 128), Source(str(work / "xs.tif"), 32)))
+    request = InferenceRequest(str(work / "model"), (Source(str(work / "pan.tif"), 128),
+                                                     Source(str(work / "xs.tif"), 32)))
     api_refused(work, lambda: run_inference(request, str(work / "out.png")), "output_path", "must be a .tif")
     api_refused(work, lambda: run_inference(request, str(work / "xs.tif")), "output_path", "destroy the input")
     api_refused(work, lambda: run_inference(request, str(work / "model" / "variables" / "x.tif")), "output_path",

@@ -2,7 +2,7 @@
 ground unless given, and a size to use when the one given leaves no exact pixel."""
 
 import pytest
-from conftest import MODEL, PAN, XS
+from conftest import MODEL, PAN, XS, recording_feedback
 
 ANALYSIS = "seamless:modelanalysis"
 NUMBERS = ("OUTPUT_NAME", "CROP", "RFIELD", "EFIELD", "TOTAL_STRIDE")
@@ -50,28 +50,6 @@ def stride32_model(tmp_path_factory):
     return str(folder)
 
 
-class Log:
-    """A QgsProcessingFeedback keeping what the algorithm says."""
-
-    def __new__(cls):
-        from qgis.core import QgsProcessingFeedback
-
-        class Recording(QgsProcessingFeedback):
-            def __init__(self):
-                super().__init__()
-                self.lines = []
-
-            def pushInfo(self, info):  # noqa: N802 (QGIS API name)
-                self.lines.append(info)
-                super().pushInfo(info)
-
-            def pushWarning(self, warning):  # noqa: N802
-                self.lines.append(warning)
-                super().pushWarning(warning)
-
-        return Recording()
-
-
 def analyse(tmp_path, feedback=None, **params):
     import processing
 
@@ -91,7 +69,7 @@ def test_placeholders_give_what_swapped_sizes_gave(provider, tmp_path, pan_ms_mo
 
 
 def test_a_size_left_at_0_follows_source_1_like_in_inference(provider, tmp_path, pan_ms_model):
-    feedback = Log()
+    feedback = recording_feedback()
     only_pan = analyse(tmp_path, feedback, MODEL=pan_ms_model, SOURCE1_PLACEHOLDER="x_pan", SOURCE1_SIZE=256)
     given = analyse(tmp_path, MODEL=pan_ms_model, SOURCE1_PLACEHOLDER="x_pan", SOURCE1_SIZE=256, SOURCE2_SIZE=64)
     assert only_pan == given and only_pan["RFIELD"] == 256 and only_pan["EFIELD"] == 60
@@ -109,7 +87,7 @@ def test_a_wrong_placeholder_names_its_parameter(provider, tmp_path, pan_ms_mode
 
 
 def test_a_stride_32_model_at_128_px_says_the_size_to_use(provider, tmp_path, stride32_model):
-    feedback = Log()
+    feedback = recording_feedback()
     result = analyse(tmp_path, feedback, MODEL=stride32_model)
     assert result["TOTAL_STRIDE"] == 32 and result["RFIELD"] == 160
     assert result["EFIELD"] > 0 and result["EFIELD"] == result["RFIELD"] - 2 * result["CROP"]
@@ -143,19 +121,13 @@ def test_inference_follows_the_same_rules(provider, tmp_path, pan_ms_model):
     """In valid-part inference too: naming source 1's placeholder gives source 2 the input left; setting only
     source 1's receptive field gives source 2 the same ground (256 PAN px -> 64 XS px)."""
     import processing
-    from qgis.core import QgsProcessingFeedback
 
-    class Capture(QgsProcessingFeedback):
-        lines = []
-
-        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
-            Capture.lines.append(info)
-
+    feedback = recording_feedback()
     result = processing.run("seamless:artifactproneinference", {
         "MODEL": str(pan_ms_model), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], "SOURCE1_PLACEHOLDER": "x_pan",
-        "SOURCE1_RFIELD": 256, "SPCSCALE": 4, "OUTPUT": str(tmp_path / "out.tif")}, feedback=Capture())
+        "SOURCE1_RFIELD": 256, "SPCSCALE": 4, "OUTPUT": str(tmp_path / "out.tif")}, feedback=feedback)
     assert result["OUTPUT"]
-    grid = next(line for line in Capture.lines if line.startswith("Grid"))
+    grid = next(line for line in feedback.lines if line.startswith("Grid"))
     assert "source 1 256x256, source 2 64x64" in grid, grid
-    model = next(line for line in Capture.lines if line.startswith("Model"))
+    model = next(line for line in feedback.lines if line.startswith("Model"))
     assert "inputs x_pan, x_ms" in model, model

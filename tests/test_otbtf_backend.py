@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, PLUGINS, ROOT, XS, seed_sources
+from conftest import MODEL, PAN, PLUGINS, ROOT, XS, recording_feedback, seed_sources
 from osgeo import gdal
 
 from seamless_inference.engine import FULL, OTBTF, EngineError, InferenceRequest, plan_inference, run_inference
@@ -206,21 +206,6 @@ def test_the_provider_loads_with_a_backend_parameter_defaulting_to_auto(provider
     assert parameter.options()[0].startswith("Auto")
 
 
-def capture():
-    from qgis.core import QgsProcessingFeedback
-
-    class Capture(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.lines = []
-
-        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
-            self.lines.append(info)
-            super().pushInfo(info)
-
-    return Capture()
-
-
 def params(output, **extra):
     return {"MODEL": str(MODEL), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)], "OUTPUT": str(output), **extra}
 
@@ -229,7 +214,7 @@ def test_auto_picks_tensorflow_and_says_so_in_one_plain_line(provider, tmp_path)
     import processing
 
     no_otb_here()
-    feedback = capture()
+    feedback = recording_feedback()
     result = processing.run(ARTIFACT, params(tmp_path / "auto.tif", EXTENT_MODE=1), feedback=feedback)
     lines = [line for line in feedback.lines if line.startswith("Backend:")]
     assert lines == ["Backend: TensorFlow."], lines  # no OTB diagnosis for a user who never asked for OTBTF

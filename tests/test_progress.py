@@ -3,37 +3,15 @@ written, blocks compared, crops swept, probe runs), not 0 then 100."""
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, XS
+from conftest import MODEL, PAN, XS, recording_feedback
 
 SOURCES = {"MODEL": str(MODEL), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)]}
-
-
-class Recording:
-    """A QgsProcessingFeedback keeping every progress value and log line."""
-
-    def __new__(cls):
-        from qgis.core import QgsProcessingFeedback
-
-        class Feedback(QgsProcessingFeedback):
-            def __init__(self):
-                super().__init__()
-                self.values, self.lines = [], []
-
-            def setProgress(self, progress):  # noqa: N802 (QGIS API name)
-                self.values.append(progress)
-                super().setProgress(progress)
-
-            def pushInfo(self, info):  # noqa: N802
-                self.lines.append(info)
-                super().pushInfo(info)
-
-        return Feedback()
 
 
 def run(algorithm, params):
     import processing
 
-    feedback = Recording()
+    feedback = recording_feedback()
     result = processing.run(algorithm, params, feedback=feedback)
     return result, feedback
 
