@@ -4,8 +4,9 @@
 # Works as root and as a user with sudo. Everything else (venv, plugin link, QGIS profile) stays in the checkout.
 
 SHELL := /bin/bash
+# fonts-open-sans: QGIS 3.40 downloads Open Sans at start-up without it ("font installation failed")
 APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-matplotlib python3-venv \
-                xvfb xauth
+                xvfb xauth fonts-open-sans
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -17,7 +18,7 @@ OTBTF_SCRIPT := ../shared/tools/otbtf-build.sh
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: install apt venv plugin otb otbtf demo test bench clean-build package screenshots model3
+.PHONY: install apt venv plugin otb otbtf demo test test-trixie bench clean-build package screenshots model3
 
 install: apt venv plugin
 
@@ -33,9 +34,16 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# numpy stays on the major version the system's GDAL bindings were built with (1.x on Debian 12, 2.x on Debian 13):
+# engine/dependencies.py's numpy_requirement(), the rule the plugin's install hint follows too, as a pip constraint.
+# requirements-nodeps.txt goes in without its declared dependencies (pyotb 2.2.1 declares numpy<2).
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt | $(PLUGIN_LINK)
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@PYTHONPATH=$(dir $(PLUGIN_LINK)) $(PY) -c 'from seamless_inference.engine.dependencies import numpy_requirement; \
+	  print(numpy_requirement())' > $(VENV)/constraints.txt
+	@echo "venv: $$(cat $(VENV)/constraints.txt), as the system's GDAL bindings"
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c $(VENV)/constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@touch $@
 
 # QGIS finds plugins by folder name: expose this checkout as .build/plugins/seamless_inference
@@ -55,6 +63,9 @@ define build_once
 	@mkdir -p .build; if [ ! -f $(1) ]; then \
 	  echo "$(1) not found (it lives in ../shared beside the clone)" > $(2).unavailable; \
 	  echo "$(3) not built: $$(cat $(2).unavailable)"; \
+	elif ! apt-cache show libotb-dev >/dev/null 2>&1; then \
+	  echo "$$(. /etc/os-release; echo $$PRETTY_NAME) has no OTB packages (libotb-dev): OTB is packaged in Debian 12" \
+	    > $(2).unavailable; echo "$(3) not built: $$(cat $(2).unavailable)"; \
 	elif bash $(1) $(2) $(CURDIR)/$(PY) > $(2)-build.log 2>&1; then \
 	  rm -f $(2).unavailable && touch $(2)/.built && tail -1 $(2)-build.log; \
 	else \
@@ -79,6 +90,11 @@ demo: install
 
 test: install otb otbtf
 	$(PY) -m pytest
+
+# the same `make test` on Debian 13 (QGIS 3.40 LTR, Python 3.13, numpy 2) in a debootstrap root kept outside the
+# checkout (/var/cache/seamless-inference/trixie; TRIXIE_ROOT to move it), on a clone of HEAD; root or sudo
+test-trixie:
+	tools/test-trixie.sh test
 
 clean-build:
 	rm -rf .build

@@ -15,28 +15,53 @@ import sys
 
 from .errors import DependencyMissing
 
-TENSORFLOW_REQUIREMENT = '"tensorflow-cpu==2.21.*" "numpy<2"'
+TENSORFLOW = "tensorflow-cpu==2.21.*"
+TENSORFLOW_MACOS = "tensorflow==2.21.*"  # macOS has no tensorflow-cpu wheel
 _PLATFORMS = (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin"))
+
+
+def numpy_requirement(version: str | None = None) -> str:
+    """pip's requirement that keeps numpy on the major version QGIS's own GDAL bindings were built with: the major
+    of the numpy given, else of the one this Python imports (1.x on Debian 12 / QGIS 3.22; 2.x on Debian 13, QGIS
+    3.40+, OSGeo4W and macOS builds). TensorFlow 2.21 takes either, so pip never crosses it; crossing it breaks
+    `osgeo.gdal_array` (numpy 2 under bindings built for 1.x) or cannot install (no numpy 1.x for Python 3.13)."""
+    if version is None:
+        try:
+            import numpy  # noqa: PLC0415 (only for its version)
+        except ImportError:
+            return "numpy"
+        version = numpy.__version__
+    major = int(version.split(".")[0])
+    return "numpy<2" if major < 2 else f"numpy>={major},<{major + 1}"
+
+
+def tensorflow_requirement(system: str | None = None, numpy_version: str | None = None) -> str:
+    """The quoted pip requirements for TensorFlow on a platform, numpy held to its major version."""
+    tensorflow = TENSORFLOW_MACOS if (system or platform.system()) == "Darwin" else TENSORFLOW
+    return f'"{tensorflow}" "{numpy_requirement(numpy_version)}"'
 
 
 def install_command(system: str | None = None) -> str:
     """The command that installs TensorFlow into QGIS's own Python on a platform (Debian, Windows, macOS); on this
-    platform it names this very interpreter (`python3` on PATH may be another Python than QGIS's)."""
+    platform it names this very interpreter (`python3` on PATH may be another Python than QGIS's) and keeps its
+    numpy's major version; another platform's command assumes a QGIS 3.40+ (numpy 2)."""
     system = system or platform.system()
+    here = system == platform.system()
+    requirement = tensorflow_requirement(system, None if here else "2")
     if system == "Windows":
-        return "python -m pip install " + TENSORFLOW_REQUIREMENT
+        return "python -m pip install " + requirement
     if system == "Darwin":
-        return '/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user "tensorflow==2.21.*" "numpy<2"'
-    if system != platform.system():
-        return f"python3 -m pip install --user --break-system-packages {TENSORFLOW_REQUIREMENT}"
+        return "/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user " + requirement
+    if not here:
+        return f"/usr/bin/python3 -m pip install --user --break-system-packages {requirement}"
     python = python_executable() or "python3"
     if sys.prefix != sys.base_prefix:  # a virtual environment: no --user there
-        return f"{python} -m pip install {TENSORFLOW_REQUIREMENT}"
-    return f"{python} -m pip install --user --break-system-packages {TENSORFLOW_REQUIREMENT}"
+        return f"{python} -m pip install {requirement}"
+    return f"{python} -m pip install --user --break-system-packages {requirement}"
 
 
 _NOTES = {"Windows": "in the OSGeo4W Shell", "Darwin": "macOS has no tensorflow-cpu wheel",
-          "Linux": "numpy<2 keeps Debian's GDAL bindings working"}
+          "Linux": "numpy stays on the major version QGIS's GDAL was built with"}
 
 
 def install_hint(system: str | None = None) -> str:
