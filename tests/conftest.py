@@ -22,6 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # measurement that older code stored
 os.environ["SEAMLESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="seamless-measurements-")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# pytest-qgis keeps this process's QGIS profile in <rootdir>/.qgis-settings (ignored by git) and exports it to every
+# child; a QGIS a test starts gets a profile of its own instead (tools/qgis_process: .build/qgis-profile; the desktop
+# and the package tests: their tmp_path), so that no run of the plugin writes into that one
+os.environ.pop("QGIS_CUSTOM_CONFIG_PATH", None)
+os.environ.pop("QGIS_OPTIONS_PATH", None)
 
 # QGIS loads plugins by folder name: the checkout is exposed as .build/plugins/seamless_inference (make plugin)
 if not (PLUGINS / "seamless_inference").exists():
