@@ -2,6 +2,7 @@
 no module grows past what one reader holds in mind, and model analysis and inference share one measurement."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import MODEL, PAN, XS, seed_sources
 from seamless_inference.engine import InferenceRequest, analyse_model, plan_inference
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
+ARCHITECTURE = ENGINE.parent / "docs" / "architecture.md"
 MAX_LINES = 450
 
 
@@ -65,6 +67,25 @@ def test_the_engine_import_graph_is_acyclic():
             visit(module, [module])
     assert not cycles, cycles
     assert len(modules) > 15 and sum(len(e) for e in edges.values()) > 30  # the walk saw the real package
+
+
+def documented_layers() -> list:
+    """The engine's entries in the order docs/architecture.md lists them: 'errors', ..., 'graph', ..., '__init__'."""
+    return re.findall(r"^  (\w+)(?:\.py|/) ", ARCHITECTURE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+
+
+def test_each_engine_module_imports_only_modules_listed_above_it_in_the_architecture_doc():
+    order = documented_layers()
+
+    def entry(module):  # 'engine.graph.ops' -> 'graph', 'engine' -> '__init__'
+        return module.split(".")[1] if "." in module else "__init__"
+
+    modules = engine_modules()
+    unlisted = sorted({entry(m) for m in modules} - set(order))
+    assert not unlisted, f"docs/architecture.md does not list {unlisted}"
+    upward = [f"{importer}:{line} imports {imported}" for importer, imported, _, line in engine_imports(modules)
+              if order.index(entry(imported)) > order.index(entry(importer))]
+    assert not upward, f"imports of modules listed below their importer in docs/architecture.md: {upward}"
 
 
 def test_no_engine_module_imports_a_private_name_of_another():
