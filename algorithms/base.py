@@ -7,8 +7,8 @@ import tempfile
 import threading
 from contextlib import contextmanager
 
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
@@ -21,6 +21,7 @@ from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS
                       EngineError, InferenceRequest, Source, run_inference)
 from ..engine.class_map import complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
+from .compat import ADVANCED, DOUBLE, FOLDER, INTEGER, RASTER
 from .help import SHORT_DESCRIPTION, SHORT_HELP
 from .styling import load_classes, load_styled
 
@@ -144,7 +145,7 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
 
     def advanced(self, parameter):
         """Mark a parameter Advanced and return it."""
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        parameter.setFlags(parameter.flags() | ADVANCED)
         return parameter
 
     def explained(self, parameter, text: str):
@@ -173,7 +174,7 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
         for definition in self.parameterDefinitions():
             name = definition.name()
             if isinstance(definition, QgsProcessingParameterFile) and \
-                    definition.behavior() == QgsProcessingParameterFile.Folder:
+                    definition.behavior() == FOLDER:
                 model_dir = self.parameterAsFile(parameters, name, context) or None
             elif isinstance(definition, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
                 for layer in self.parameterAsLayerList(parameters, name, context):
@@ -232,15 +233,15 @@ class ModelAlgorithm(SeamlessAlgorithm):
     def add_model_and_sources(self) -> None:
         """MODEL, then SOURCEn, SOURCEn_RFIELD, SOURCEn_PLACEHOLDER, SOURCEn_NODATA for n = 1..3."""
         self.addParameter(self.explained(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model folder"), behavior=QgsProcessingParameterFile.Folder), MODEL_HELP))
+            self.MODEL, self.tr("Model folder"), behavior=FOLDER), MODEL_HELP))
         for index in range(1, MAX_SOURCES + 1):
             optional = index > 1
             self.addParameter(self.explained(QgsProcessingParameterMultipleLayers(
-                self.source_key(index), self.tr("Source {}: raster(s)").format(index), QgsProcessing.TypeRaster,
+                self.source_key(index), self.tr("Source {}: raster(s)").format(index), RASTER,
                 optional=optional), "One or more rasters, stacked as the channels of one model input."))
             rfield = self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_RFIELD"), self.tr("Source {}: receptive field").format(index),
-                QgsProcessingParameterNumber.Integer, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0),
+                INTEGER, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0),
                 "The input block the model sees, in pixels of this source"
                 + (" (0 = the same ground size as source 1's)." if index > 1 else "."))
             self.addParameter(rfield if index < 3 else self.advanced(rfield))
@@ -250,7 +251,7 @@ class ModelAlgorithm(SeamlessAlgorithm):
             self.addParameter(self.advanced(placeholder))
             self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_NODATA"), self.tr("Source {}: no-data value").format(index),
-                QgsProcessingParameterNumber.Double, optional=True),
+                DOUBLE, optional=True),
                 "Tiles entirely no-data are skipped; output pixels over no-data get the background value.")))
 
     def nodata_value(self, parameters, key: str, context) -> float | None:
@@ -335,7 +336,7 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(self.explained(QgsProcessingParameterString(
             self.OUTPUT_NAMES, self.tr("Output name(s)"), optional=True), self.OUTPUT_NAMES_HELP))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.EFIELD, self.tr("Expression field"), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            self.EFIELD, self.tr("Expression field"), INTEGER, 0, minValue=0),
             "The output block of one model run, in output pixels (0 = receptive field - 2 x crop)."))
         self.addParameter(self.explained(QgsProcessingParameterExtent(
             self.EXTENT, self.tr("Extent"), optional=True),
@@ -352,16 +353,16 @@ class InferenceAlgorithm(ModelAlgorithm):
             "which must reach the model, the rasters and the output folder; local or local:N starts N worker "
             "processes on this machine. The pixels are the same.")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
-            self.SPCSCALE, self.tr("Output spacing scale"), QgsProcessingParameterNumber.Double, 1.0,
+            self.SPCSCALE, self.tr("Output spacing scale"), DOUBLE, 1.0,
             minValue=0.0001), "Output pixel = source 1 pixel x scale (OTBTF's output.spcscale).")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
             self.PADDING, self.tr("Padding beyond the edges"), [self.tr(s) for s in self.PADDING_LABELS],
             defaultValue=0), "The virtual padding of the whole image beyond its edges (Full mode).")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
-            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            self.TILE_SIZE, self.tr(self.TILE_SIZE_LABEL), INTEGER, 0, minValue=0),
             self.TILE_SIZE_HELP)))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call"), QgsProcessingParameterNumber.Integer, 0,
+            self.BATCH_SIZE, self.tr("Tiles per TensorFlow call"), INTEGER, 0,
             minValue=0), "0 = Auto: as many tiles as fit about 4 million input pixels.")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
             self.DATA_TYPE, self.tr("Output data type"), list(self.DATA_TYPE_NAMES), defaultValue=0),
@@ -370,7 +371,7 @@ class InferenceAlgorithm(ModelAlgorithm):
             self.COMPRESSION, self.tr("Output compression"), [self.tr(s) for s in self.COMPRESSION_LABELS],
             defaultValue=0), self.COMPRESSION_HELP)))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.DISPLAY_BAND, self.tr("Band to display"), QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            self.DISPLAY_BAND, self.tr("Band to display"), INTEGER, 0, minValue=0),
             "The band shown in the canvas (0 = Auto: the band with the most contrast on the first 512 x 512 "
             "output pixels)."))
         self.addParameter(self.explained(QgsProcessingParameterFile(

@@ -2,16 +2,16 @@
 
 import os
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField, QgsFields,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsFields,
                        QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
+                       QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from ..engine import Cancelled, DependencyMissing, EngineError, InferenceRequest
 from ..engine.distortion import default_crops, distortion_comparison
 from ..engine.reports import distortion_html
 from .base import ModelAlgorithm, in_engine_thread
+from .compat import DOUBLE, INTEGER, NO_GEOMETRY, field
 from .styling import GrayStretch, keep_alive
 
 
@@ -47,16 +47,16 @@ class DistortionComparison(ModelAlgorithm):
             self.OUTPUT_NAMES, self.tr("Model output"), optional=True),
             "The raw (uncropped) output of the model's signature; empty = the model's first."))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.RFIELD, self.tr("Receptive field R"), QgsProcessingParameterNumber.Integer, 128, minValue=1),
+            self.RFIELD, self.tr("Receptive field R"), INTEGER, 128, minValue=1),
             "In source 1 pixels; the other sources keep their ratio. Each crop c tiles by R - 2c."))
         self.addParameter(self.explained(QgsProcessingParameterString(
             self.CROPS, self.tr("Crops"), optional=True),
             "Comma separated, in output pixels a side; empty = 0 and every _cropN output that fits R."))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
-            self.TOLERANCE, self.tr("Error tolerance"), QgsProcessingParameterNumber.Double, 1e-4, minValue=0.0),
+            self.TOLERANCE, self.tr("Error tolerance"), DOUBLE, 1e-4, minValue=0.0),
             "The report gives the share of pixels whose absolute error is above it.")))
         self.addParameter(self.explained(QgsProcessingParameterNumber(
-            self.CHOSEN_CROP, self.tr("Chosen crop"), QgsProcessingParameterNumber.Integer, None, optional=True,
+            self.CHOSEN_CROP, self.tr("Chosen crop"), INTEGER, None, optional=True,
             minValue=0), "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler); empty = the "
             "measured crop (the exact reference's; added to the crops when it fits R)."))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -126,12 +126,11 @@ class DistortionComparison(ModelAlgorithm):
     def write_table(self, parameters, context, result):
         """One feature (no geometry) per crop."""
         fields = QgsFields()
-        for name, kind in (("crop", QVariant.Int), ("efield", QVariant.Int), ("output", QVariant.String),
-                           ("rmse", QVariant.Double), ("mae", QVariant.Double), ("max_abs", QVariant.Double),
-                           ("share_above", QVariant.Double), ("cost", QVariant.Double),
-                           ("seconds", QVariant.Double), ("s_per_mpx", QVariant.Double), ("pixels", QVariant.Int)):
-            fields.append(QgsField(name, kind))
-        sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, QgsWkbTypes.NoGeometry,
+        for name, kind in (("crop", int), ("efield", int), ("output", str), ("rmse", float), ("mae", float),
+                           ("max_abs", float), ("share_above", float), ("cost", float), ("seconds", float),
+                           ("s_per_mpx", float), ("pixels", int)):
+            fields.append(field(name, kind))
+        sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
                                           QgsCoordinateReferenceSystem())
         if sink is None:
             return None
@@ -144,7 +143,7 @@ class DistortionComparison(ModelAlgorithm):
             feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop
                                                                        else ""), r.rmse, r.mae, r.max_abs_error,
                                    r.share_above, r.theoretical_cost, r.seconds, r.seconds_per_mpx, r.pixels])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return dest
 
     def load_error_rasters(self, context, result) -> None:

@@ -1,6 +1,6 @@
 """Model analysis: the receptive field and valid part of a SavedModel, read from its graph and measured."""
 
-from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOu
 from ..engine import DependencyMissing, EngineError, analyse_model
 from ..engine.reports import analysis_html
 from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
+from .compat import FOLDER, INTEGER, RASTER
 
 SIZE_DEFAULTS = (128, 0, 0)  # 0: the ground of source 1 (the seed: PAN 128 -> XS 32)
 
@@ -38,16 +39,16 @@ class ModelAnalysis(ModelAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         """The model, per source its optional rasters, size and placeholder, the output to analyse, the report."""
         self.addParameter(self.explained(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model folder"), behavior=QgsProcessingParameterFile.Folder), MODEL_HELP))
+            self.MODEL, self.tr("Model folder"), behavior=FOLDER), MODEL_HELP))
         for index in range(1, MAX_SOURCES + 1):
             raster = self.advanced(self.explained(QgsProcessingParameterMultipleLayers(
-                self.source_key(index), self.tr("Source {}: raster(s)").format(index), QgsProcessing.TypeRaster,
+                self.source_key(index), self.tr("Source {}: raster(s)").format(index), RASTER,
                 optional=True), "Optional, as in the inference algorithms: the pixel size of the first raster "
                 "gives this source's pixel-size ratio to source 1 (give one for every source or for none)."))
             self.addParameter(raster)
             size = self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_SIZE"), self.tr("Source {}: size").format(index),
-                QgsProcessingParameterNumber.Integer, SIZE_DEFAULTS[index - 1], minValue=1 if index == 1 else 0),
+                INTEGER, SIZE_DEFAULTS[index - 1], minValue=1 if index == 1 else 0),
                 "The receptive field analysed, in pixels of this source" + (
                     " (0 = the same ground size as source 1's: by the rasters' pixel sizes, else by the model's "
                     "input shapes)." if index > 1 else "."))

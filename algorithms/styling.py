@@ -26,7 +26,8 @@ class GrayStretch(QgsProcessingLayerPostProcessorInterface):
             feedback.pushWarning(f"Band {self.band} does not exist in {layer.name()}; showing band 1.")
         renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), band)
         enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         enhancement.setMinimumValue(self.minimum)
         enhancement.setMaximumValue(self.maximum)
         renderer.setContrastEnhancement(enhancement)

@@ -22,14 +22,14 @@ def notify_missing_tensorflow(iface) -> bool:
     from qgis.PyQt.QtWidgets import QPushButton
 
     details = tensorflow_missing_text()
-    QgsMessageLog.logMessage(details, TITLE, Qgis.Warning)
+    QgsMessageLog.logMessage(details, TITLE, Qgis.MessageLevel.Warning)
     bar = iface.messageBar()
     item = bar.createMessage(TITLE, tr("TensorFlow is not installed in QGIS's Python: the algorithms cannot run yet."))
     button = QPushButton(tr("Details"), item)
     button.setObjectName("seamlessTensorflowDetails")
     button.clicked.connect(lambda: show_details(iface.mainWindow(), details))
     item.layout().addWidget(button)
-    bar.pushWidget(item, Qgis.Warning, 0)
+    bar.pushWidget(item, Qgis.MessageLevel.Warning, 0)
     return True
 
 
@@ -38,11 +38,11 @@ def show_details(parent, details: str):
     from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtWidgets import QMessageBox
 
-    box = QMessageBox(QMessageBox.Warning, tr("{}: TensorFlow is missing").format(TITLE), details,
-                      QMessageBox.Close, parent)
+    box = QMessageBox(QMessageBox.Icon.Warning, tr("{}: TensorFlow is missing").format(TITLE), details,
+                      QMessageBox.StandardButton.Close, parent)
     box.setObjectName("seamlessTensorflowMissing")
-    box.setTextInteractionFlags(Qt.TextSelectableByMouse)
-    box.setAttribute(Qt.WA_DeleteOnClose)
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setModal(False)
     box.show()
     return box

@@ -64,7 +64,8 @@ def test_loaded_layers_are_named_and_styled(provider, qgis_new_project, tmp_path
     assert isinstance(renderer, QgsSingleBandGrayRenderer)
     assert renderer.grayBand() == 5  # Auto: the most contrasted band on the sample (band 2 is almost all black)
     enhancement = renderer.contrastEnhancement()
-    assert enhancement.contrastEnhancementAlgorithm() == QgsContrastEnhancement.StretchToMinimumMaximum
+    stretch = QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum
+    assert enhancement.contrastEnhancementAlgorithm() == stretch
     assert (enhancement.minimumValue(), enhancement.maximumValue()) == (0.0, 1.0)
 
 

@@ -49,7 +49,7 @@ def render(panels: list, target: Path) -> None:
     app = QgsApplication([], False)
     app.initQgis()
     size, caption = 500, 34
-    canvas = QImage(len(panels) * (size + 10) - 10, size + caption, QImage.Format_ARGB32)
+    canvas = QImage(len(panels) * (size + 10) - 10, size + caption, QImage.Format.Format_ARGB32)
     canvas.fill(QColor("white"))
     painter = QPainter(canvas)
     painter.setFont(QFont("Sans", 12))
@@ -66,7 +66,7 @@ def render(panels: list, target: Path) -> None:
         job.waitForFinished()
         painter.drawImage(index * (size + 10), caption, job.renderedImage())
         painter.setPen(QColor("black"))
-        painter.drawText(index * (size + 10), 0, size, caption, Qt.AlignCenter, label)
+        painter.drawText(index * (size + 10), 0, size, caption, Qt.AlignmentFlag.AlignCenter, label)
     painter.end()
     canvas.save(str(target))
     sys.stdout.flush()

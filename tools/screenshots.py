@@ -163,6 +163,20 @@ def in_qgis() -> None:
     in_qgis.timer = timer  # keep the timer alive after this function returns
 
 
+def report_view(path: Path, width: int = 1000):
+    """An HTML report shown in a QTextBrowser (Qt 5 and Qt 6 alike: QtWebKit is gone in Qt 6), as tall as its
+    page within 600..1300 px."""
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    view = QTextBrowser()
+    view.setHtml(path.read_text(encoding="utf-8"))
+    view.resize(width, 900)
+    view.document().setTextWidth(view.viewport().width())
+    view.resize(width, min(1300, max(600, round(view.document().size().height()) + 10)))
+    view.show()
+    return view
+
+
 def grab(widget, path: Path, outcomes: dict) -> None:
     """Save a widget as PNG and note its size."""
     pixmap = widget.grab()
@@ -194,9 +208,8 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     import processing
     import qgis.utils
     from qgis.core import QgsApplication, QgsMapThemeCollection, QgsProject, QgsRectangle
-    from qgis.PyQt.QtCore import QUrl, Qt
+    from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtGui import QColor, QPainter, QPixmap
-    from qgis.PyQt.QtWebKitWidgets import QWebView
     from qgis.PyQt.QtWidgets import QAbstractItemView, QApplication, QDockWidget, QSplitter
 
     sample, model = ROOT / "sample" / "data", ROOT / "sample" / "model"
@@ -232,7 +245,7 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     toolbox.resize(460, 520)
     yield 0.3
     if last is not None:
-        tree.scrollTo(last, QAbstractItemView.PositionAtBottom)
+        tree.scrollTo(last, QAbstractItemView.ScrollHint.PositionAtBottom)
     yield 0.5
     grab(toolbox, out / "toolbox.png", outcomes)
     toolbox.setFloating(False)
@@ -295,12 +308,12 @@ def script(iface, out: Path, work: Path, outcomes: dict):
         dock = dock.parent()
     if dock is not None:
         dock.setFloating(False)
-        window.addDockWidget(Qt.RightDockWidgetArea, dock)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         dock.show()
     yield 0.5
     layers_dock = window.findChild(QDockWidget, "Layers")
     if dock is not None and layers_dock is not None:
-        window.resizeDocks([layers_dock, dock], [370, 620], Qt.Horizontal)
+        window.resizeDocks([layers_dock, dock], [370, 620], Qt.Orientation.Horizontal)
     yield 0.5
     extent = QgsRectangle(artifact.extent())
     extent.scale(1.03)
@@ -327,24 +340,11 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     yield 3.0
     grab(window, out / "canvas_class_map.png", outcomes)
 
-    # 5. the distortion report: the Results Viewer's entry, and the page it opens (rendered here by QtWebKit)
+    # 5. the distortion report: the Results Viewer's entry, and the page it opens
     results_dock.setFloating(True)
     results_dock.show()
     results_dock.resize(380, 900)
-    web = QWebView()
-    web.resize(1000, 900)
-    loaded = []
-    web.loadFinished.connect(loaded.append)
-    web.load(QUrl.fromLocalFile(str(work / "distortion.html")))
-    web.show()
-
-    def page_loaded():
-        """the report rendered"""
-        return bool(loaded)
-
-    yield page_loaded
-    yield 0.5
-    web.resize(1000, min(1300, max(600, web.page().mainFrame().contentsSize().height() + 10)))
+    web = report_view(work / "distortion.html")
     yield 0.5
     dock_picture, page = results_dock.grab(), web.grab()
     picture = QPixmap(dock_picture.width() + 12 + page.width(), max(dock_picture.height(), page.height()))
@@ -367,7 +367,7 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     modeler.resize(1500, 860)
     modeler.show()
     yield 1.0
-    modeler.view().fitInView(modeler.view().scene().itemsBoundingRect(), Qt.KeepAspectRatio)
+    modeler.view().fitInView(modeler.view().scene().itemsBoundingRect(), Qt.AspectRatioMode.KeepAspectRatio)
     yield 0.5
     grab(modeler, out / "seed_workflow_model.png", outcomes)
     invalid = [child.description() for child_id, child in modeler.model().childAlgorithms().items()
