@@ -9,7 +9,7 @@ SEAMLESS_CACHE_DIR turns it off. Files are pickles read back with only the engin
 
 import hashlib
 import os
-import pickle
+import pickle  # nosec B403  # read back only through _EngineValues, which refuses all but engine values
 import uuid
 
 VERSION = 1  # raise when the measurement changes: older files are then ignored

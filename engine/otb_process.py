@@ -47,8 +47,10 @@ def run_task(task: dict, progress=None, is_canceled=None) -> dict:
         raise OtbFailed("RuntimeError", "no Python interpreter of this installation was found to run OTB in")
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep) + sys.path  # OTB's bindings, then this Python's
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(p for p in paths if p)))
+    # bandit B603: no shell, this installation's own Python running the engine's own otb_child.py; the task goes
+    # through stdin as JSON, never into the command line
     child = subprocess.Popen([python, CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                             stderr=subprocess.STDOUT, env=env, start_new_session=True)  # nosec B603
     lines, latest = [], {}
     reader = threading.Thread(target=_read, args=(child.stdout, lines, latest), daemon=True)
     reader.start()

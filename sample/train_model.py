@@ -64,9 +64,12 @@ def load_data(data_dir):
     pan = read_image(data_dir / "pan.tif").astype(np.float32)
     xs = read_image(data_dir / "xs.tif").astype(np.float32)
     labels = read_image(data_dir / "labels.tif")[..., 0].astype(np.int32)
-    assert pan.shape[:2] == labels.shape, (pan.shape, labels.shape)
-    assert pan.shape[0] == xs.shape[0] * XS_RATIO and pan.shape[1] == xs.shape[1] * XS_RATIO
-    assert labels.min() >= 0 and labels.max() < NB_CLASSES
+    if pan.shape[:2] != labels.shape:
+        raise ValueError(f"pan {pan.shape} and labels {labels.shape} differ in size")
+    if pan.shape[:2] != (xs.shape[0] * XS_RATIO, xs.shape[1] * XS_RATIO):
+        raise ValueError(f"pan {pan.shape} is not {XS_RATIO} times xs {xs.shape}")
+    if labels.min() < 0 or labels.max() >= NB_CLASSES:
+        raise ValueError(f"labels must lie in 0..{NB_CLASSES - 1}")
     return pan, xs, labels
 
 
@@ -344,8 +347,9 @@ def main(argv=None):
     print("signature outputs: " + ", ".join(
         f"{k} {v.dtype.name} {v.shape}" for k, v in sorted(fn.structured_outputs.items())))
     expected_out = {"estimated"} | {f"estimated_crop{c}" for c in CROPS}
-    assert set(in_sig) == {"input_p", "input_xs"}, set(in_sig)
-    assert set(fn.structured_outputs) == expected_out, set(fn.structured_outputs)
+    if set(in_sig) != {"input_p", "input_xs"} or set(fn.structured_outputs) != expected_out:
+        raise SystemExit(f"the saved signature is not the expected one: {sorted(in_sig)} -> "
+                         f"{sorted(fn.structured_outputs)}")
 
     proba = predict_whole_image(fn, pan, xs)
     pred = proba.argmax(-1)

@@ -311,13 +311,16 @@ def start_local(count: int, folder: str, processes: list):
     log = open(os.path.join(folder, "cluster.log"), "ab")  # noqa: SIM115 (closed with the folder)
     common = {"env": env, "stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL,
               "start_new_session": True}
-    processes.append(subprocess.Popen([python, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                       "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
-                                      **common))
+    # bandit B603: argv lists without a shell, this installation's own Python running Dask's modules with fixed
+    # options; nothing in them comes from the user
+    scheduler = subprocess.Popen([python, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                                  "0", "--no-dashboard", "--scheduler-file", scheduler_file], **common)  # nosec B603
+    processes.append(scheduler)
     for _ in range(count):
-        processes.append(subprocess.Popen([python, "-m", "distributed.cli.dask_worker", "--scheduler-file",
-                                           scheduler_file, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
-                                           "--host", "127.0.0.1", "--memory-limit", "0"], **common))
+        worker = subprocess.Popen([python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
+                                   "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
+                                   "--memory-limit", "0"], **common)  # nosec B603
+        processes.append(worker)
     deadline = time.monotonic() + START_TIMEOUT
     while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
         time.sleep(0.1)

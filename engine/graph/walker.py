@@ -264,7 +264,7 @@ def read_theory(function, sizes: dict, steps: dict | None = None) -> Theory:
         elif hasattr(external, "numpy"):
             try:
                 seeds[internal.op.name] = np.asarray(external.numpy())
-            except Exception:  # a resource that is not a variable: nothing to know
+            except Exception:  # nosec B110  # a resource that is not a variable: nothing to know
                 pass
     walker = Walker(library, seeds)
     walker.pixels.update(Fraction(v) for s in (steps or {}).values() for v in s)
