@@ -53,11 +53,11 @@ def test_the_zip_holds_the_plugin_and_nothing_else(package):
     assert names[0] == "seamless_inference/"
     assert all(n.startswith("seamless_inference/") for n in names), [n for n in names if "/" not in n]
     files = {n[len("seamless_inference/"):] for n in names if not n.endswith("/")}
-    for needed in ("metadata.txt", "__init__.py", "plugin.py", "README.md", "provider/provider.py",
-                   "provider/notices.py", "algorithms/base.py", "engine/inference.py", "icons/seamless.svg",
-                   "sample/model/saved_model.pb", "sample/model/variables/variables.index", "sample/data/pan.tif",
-                   "sample/data/xs.tif", "sample/data/README.md", "sample/model_card.md", "sample/train_model.py",
-                   "models/seed_workflow.model3"):
+    for needed in ("metadata.txt", "__init__.py", "unsupported_python.py", "plugin.py", "LICENSE", "README.md",
+                   "provider/provider.py", "provider/notices.py", "algorithms/base.py", "engine/inference.py",
+                   "icons/seamless.svg", "sample/model/saved_model.pb", "sample/model/variables/variables.index",
+                   "sample/data/pan.tif", "sample/data/xs.tif", "sample/data/README.md", "sample/model_card.md",
+                   "sample/train_model.py", "models/seed_workflow.model3"):
         assert needed in files, f"{needed} is missing from {package.name}"
     for package_dir in ("provider", "algorithms", "engine"):  # every module of the plugin
         for module in (ROOT / package_dir).glob("*.py"):

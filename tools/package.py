@@ -3,11 +3,12 @@
     .venv/bin/python tools/package.py [--out dist]   ->   dist/seamless_inference-<version>.zip
 
 The zip holds one folder, `seamless_inference/` (QGIS names the plugin after the folder that holds
-metadata.txt), with only what the plugin needs at run time: metadata.txt, __init__.py, plugin.py, provider/,
-algorithms/, engine/, icons/, the sample (model, data and their README, model card, training script), models/
-(the seed as a .model3), README.md, the pictures README.md shows, and a LICENSE if there is one. Never tests/,
-tools/, bench/, the venv, build folders, caches or anything git ignores. Entries are sorted and dated 1980-01-01,
-so the same tree gives the same zip.
+metadata.txt), with only what the plugin needs at run time: metadata.txt, __init__.py, unsupported_python.py,
+plugin.py, provider/, algorithms/, engine/, icons/, the sample (model, data and their README, model card, training
+script), models/ (the seed as a .model3), README.md, the pictures README.md shows, and LICENSE (plugins.qgis.org
+refuses a zip without it). Never tests/, tools/, bench/, the venv, build folders, caches or anything git ignores.
+Entries are sorted and dated 1980-01-01, so the same tree gives the same zip. tests/test_publishable.py checks the
+zip as plugins.qgis.org's upload validator and security scan do.
 """
 
 import argparse
@@ -20,17 +21,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "seamless_inference"
-FILES = ("metadata.txt", "__init__.py", "plugin.py", "README.md", "LICENSE", "LICENSE.txt", "LICENSE.md")
+FILES = ("metadata.txt", "__init__.py", "unsupported_python.py", "plugin.py", "README.md", "LICENSE")
 FOLDERS = ("provider", "algorithms", "engine", "icons", "sample", "models")
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".partial.tif", "~")
-REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+# plugins.qgis.org's PLUGIN_REQUIRED_METADATA (qgis-app/plugins/validator.py)
+REQUIRED_METADATA = ("name", "description", "version", "qgisMinimumVersion", "author", "email", "about", "tracker",
                      "repository")
 DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def metadata() -> dict:
-    """The [general] section of metadata.txt, checked for the keys plugins.qgis.org requires."""
+    """The [general] section of metadata.txt, checked for the keys plugins.qgis.org requires and for the files it
+    names (icon) or needs (LICENSE)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keys are case-sensitive (qgisMinimumVersion)
     parser.read(ROOT / "metadata.txt", encoding="utf-8")
@@ -40,6 +43,8 @@ def metadata() -> dict:
         raise SystemExit(f"metadata.txt lacks {', '.join(missing)}")
     if not (ROOT / general.get("icon", "")).is_file():
         raise SystemExit(f"metadata.txt names the icon {general.get('icon')!r}, which does not exist")
+    if not (ROOT / "LICENSE").is_file():
+        raise SystemExit("LICENSE is missing: plugins.qgis.org refuses a plugin zip without one")
     return general
 
 
