@@ -47,6 +47,15 @@ def test_the_model_is_the_seed_wired_through_model_analysis(provider):
     assert source("comparison", "IMAGE") == ("artifact_prone", "OUTPUT")
 
 
+def test_the_committed_model_keeps_its_public_output_names(provider):
+    """QGIS 3.40 names a Version2 model's outputs after their descriptions (validpart_output); the committed model
+    is Version1, so every QGIS gives users' scripts the child:OUTPUT names (valid_part:OUTPUT)."""
+    model = load_model3()  # held: the definitions belong to it
+    names = {p.name() for p in model.parameterDefinitions() if p.isDestination()}
+    assert {"valid_part:OUTPUT", "artifact_prone:OUTPUT", "analysis:REPORT", "comparison:REPORT",
+            "distortion:REPORT"} <= names, names
+
+
 def test_the_committed_model_is_what_make_model3_builds(provider, tmp_path):
     spec = importlib.util.spec_from_file_location("make_model3", ROOT / "tools" / "make_model3.py")
     make_model3 = importlib.util.module_from_spec(spec)
@@ -66,7 +75,8 @@ def test_qgis_process_runs_the_seed_on_the_sample(tmp_path):
                        f"analysis:REPORT={out['analysis.html']}", f"comparison:REPORT={out['comparison.html']}",
                        f"distortion:REPORT={out['distortion.html']}")
     log = run.stdout + run.stderr
-    assert run.returncode == 0 and "Executed 5 algorithms" in log, log[-4000:]
+    assert run.returncode == 0, log[-4000:]
+    # each of the five children wrote its output (QGIS's own summary line is worded differently across versions)
     assert all(path.exists() for path in out.values()), [p.name for p in out.values() if not p.exists()]
 
     # the analysis chose estimated_crop32 and efield 64; the valid part used them and is exact

@@ -59,16 +59,21 @@ def build():
                            QgsProcessingParameterRasterLayer)
     from qgis.PyQt.QtCore import QPointF, QSizeF
 
+    from seamless_inference.algorithms.compat import FOLDER, INTEGER
+
     model = QgsProcessingModelAlgorithm("Seed workflow", "Seamless Inference", "seamlessinference")
+    # QGIS 3.40 builds 'Version2' models, whose outputs are named after their descriptions (validpart_output);
+    # a Version1 model keeps child:OUTPUT (valid_part:OUTPUT), the names users' scripts pass, and every QGIS from
+    # 3.22 on loads it with them; 3.22 knows no versions and ignores the key
+    variant = model.toVariant()
+    variant["internal_version"] = "Version1"
+    model.loadVariant(variant)
     inputs = (
-        (QgsProcessingParameterFile("MODEL", "Model folder",
-                                    behavior=QgsProcessingParameterFile.Folder), 120),
+        (QgsProcessingParameterFile("MODEL", "Model folder", behavior=FOLDER), 120),
         (QgsProcessingParameterRasterLayer("SOURCE1", "Source 1 (PAN)"), 340),
         (QgsProcessingParameterRasterLayer("SOURCE2", "Source 2 (XS)"), 560),
-        (QgsProcessingParameterNumber("SOURCE1_RFIELD", "Source 1 receptive field",
-                                      QgsProcessingParameterNumber.Integer, 128, minValue=1), 780),
-        (QgsProcessingParameterNumber("SOURCE2_RFIELD", "Source 2 receptive field",
-                                      QgsProcessingParameterNumber.Integer, 32, minValue=0), 1000),
+        (QgsProcessingParameterNumber("SOURCE1_RFIELD", "Source 1 receptive field", INTEGER, 128, minValue=1), 780),
+        (QgsProcessingParameterNumber("SOURCE2_RFIELD", "Source 2 receptive field", INTEGER, 32, minValue=0), 1000),
     )
     for definition, x in inputs:
         component = QgsProcessingModelParameter(definition.name())
