@@ -194,7 +194,8 @@ def test_plugins_qgis_org_accepts_the_zip(package):
         license_text = archive.read("seamless_inference/LICENSE").decode("utf-8")
     assert "GPL-2.0-or-later" in license_text and "GNU GENERAL PUBLIC LICENSE\n                       Version 2" in (
         license_text)
-    assert general["qgisMaximumVersion"] == "4.99"
+    # QGIS 4's plugin manager offers a plugin that declares Qt 6 support and a maximum of 4.x
+    assert general["qgisMaximumVersion"] == "4.99" and general["supportsQt6"] == "True"
     about = general["about"]
     for dependency in ("TensorFlow", "pyotb", "OTBTF", "Dask distributed", "Python 3.10"):
         assert dependency in about, f"about does not state the external dependency {dependency}"
