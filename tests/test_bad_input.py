@@ -7,40 +7,11 @@ import shutil
 import numpy as np
 import pytest
 from conftest import MODEL, PAN, XS, recording_feedback
-from osgeo import gdal, osr
+from osgeo import gdal
+from rasters import SAMPLE_ORIGIN, pan_data, write_raster, xs_data
 
 VALID = "seamless:validpartinference"
 ARTIFACT = "seamless:artifactproneinference"
-
-
-SAMPLE_ORIGIN = tuple(gdal.Open(str(PAN)).GetGeoTransform()[i] for i in (0, 3))
-
-
-def write_raster(path, data, origin=SAMPLE_ORIGIN, spacing=0.6, epsg=32631, nodata=None):
-    """A GeoTIFF of (bands, rows, cols) data, by default on the sample's grid."""
-    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    data = np.asarray(data)
-    data = data.reshape((-1,) + data.shape[-2:])
-    kind = gdal.GDT_Float32 if data.dtype.kind == "f" else gdal.GDT_Int16
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1], data.shape[0], kind)
-    ds.SetGeoTransform((origin[0], spacing, 0.0, origin[1], 0.0, -spacing))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    for band in range(data.shape[0]):
-        ds.GetRasterBand(band + 1).WriteArray(data[band])
-        if nodata is not None:
-            ds.GetRasterBand(band + 1).SetNoDataValue(nodata)
-    ds = None
-    return str(path)
-
-
-def pan_data():
-    return gdal.Open(str(PAN)).ReadAsArray()
-
-
-def xs_data():
-    return gdal.Open(str(XS)).ReadAsArray()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import MODEL, PAN, XS, recording_feedback
 from osgeo import gdal
-from test_bad_input import pan_data, write_raster, xs_data
+from rasters import pan_data, write_raster, xs_data
 
 VALID = "seamless:validpartinference"
 ARTIFACT = "seamless:artifactproneinference"

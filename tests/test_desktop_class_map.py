@@ -2,14 +2,14 @@
 the Layers panel with the sample's six named colours (issue 15's acceptance)."""
 
 import numpy as np
+import pytest
 from conftest import SAMPLE
+from desktop import NEEDS_DESKTOP, run_desktop
 from osgeo import gdal
-from test_desktop import pytestmark as desktop_marks
-from test_desktop import run_desktop
 
 from seamless_inference.engine.class_map import read_class_table
 
-pytestmark = desktop_marks
+pytestmark = [pytest.mark.slow, NEEDS_DESKTOP]
 
 CLASSES_CSV = SAMPLE / "classes.csv"
 

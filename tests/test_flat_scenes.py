@@ -4,7 +4,7 @@ with a large flat block and an all-no-data scene get the exact result and the sa
 import numpy as np
 from conftest import MODEL, PAN, XS
 from osgeo import gdal
-from test_bad_input import write_raster
+from rasters import write_raster
 
 from seamless_inference.engine import InferenceRequest, Source, run_inference
 from seamless_inference.engine.dependencies import import_tensorflow

@@ -5,49 +5,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import PAN
 from osgeo import gdal, osr
+from rasters import SX, WKT, X0, Y0, expected, noisy, pan_bands, write_bands
 
 from seamless_inference.engine import Cancelled, EngineError
 from seamless_inference.engine.metrics import ErrorSums, accumulate, compare_rasters
-
-PAN_DS = gdal.Open(str(PAN))
-X0, SX, _, Y0, _, _ = PAN_DS.GetGeoTransform()  # Toulouse: non-round origin, 0.6 m
-WKT = PAN_DS.GetProjection()
-
-
-def pan_bands(count: int = 3) -> np.ndarray:
-    """(count, 500, 500) float32 softmax-like bands derived from the sample PAN."""
-    pan = PAN_DS.ReadAsArray().astype(np.float64)
-    return np.stack([np.sin(pan / (50.0 * (b + 1))) ** 2 for b in range(count)]).astype(np.float32)
-
-
-def noisy(data: np.ndarray, seed: int = 1, scale: float = 0.01) -> np.ndarray:
-    """The same bands plus a small deterministic error."""
-    return (data + np.random.default_rng(seed).normal(0.0, scale, data.shape)).astype(np.float32)
-
-
-def write_raster(path, data: np.ndarray, col: float = 0.0, row: float = 0.0, spacing: float = SX, wkt: str = WKT,
-                 nodata=None) -> str:
-    """A float32 GeoTIFF of (bands, h, w) whose corner is at PAN pixel (col, row), on PAN's CRS by default."""
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1], data.shape[0],
-                                              gdal.GDT_Float32)
-    ds.SetGeoTransform((X0 + col * SX, spacing, 0.0, Y0 - row * SX, 0.0, -spacing))
-    ds.SetProjection(wkt)
-    for index, band in enumerate(data):
-        ds.GetRasterBand(index + 1).WriteArray(band)
-        if nodata is not None:
-            ds.GetRasterBand(index + 1).SetNoDataValue(nodata)
-    ds = None
-    return str(path)
-
-
-def expected(reference: np.ndarray, image: np.ndarray) -> dict:
-    """Independent numpy computation on the overlapping arrays."""
-    d = image.astype(np.float64) - reference.astype(np.float64)
-    return {"vector_rmse": math.sqrt(np.mean(np.sum(d * d, axis=0))),
-            "band_rmse": np.sqrt(np.mean(d * d, axis=(1, 2))), "mae": np.mean(np.abs(d)),
-            "max_abs_error": np.abs(d).max(), "max_squared_error": np.sum(d * d, axis=0).max()}
 
 
 def assert_matches(result, want: dict) -> None:
@@ -62,15 +24,15 @@ def shifted(tmp_path_factory):
     reference = pan_bands()
     image = np.random.default_rng(7).random((3, 380, 400)).astype(np.float32)
     image[:, 30:380, 0:350] = noisy(reference[:, 0:350, 150:500])
-    paths = write_raster(folder / "ref.tif", reference), write_raster(folder / "img.tif", image, 150, -30)
+    paths = write_bands(folder / "ref.tif", reference), write_bands(folder / "img.tif", image, 150, -30)
     return paths, expected(reference[:, 0:350, 150:500], image[:, 30:380, 0:350])
 
 
 def test_same_extent_equals_numpy_and_the_vector_rmse_sums_the_bands(tmp_path):
     reference = pan_bands()
     image = noisy(reference)
-    result = compare_rasters(write_raster(tmp_path / "ref.tif", reference),
-                             write_raster(tmp_path / "img.tif", image))
+    result = compare_rasters(write_bands(tmp_path / "ref.tif", reference),
+                             write_bands(tmp_path / "img.tif", image))
     assert_matches(result, expected(reference, image))
     assert result.pixels == 500 * 500 and result.nodata_pixels == 0
     assert result.window_reference == result.window_image == (0, 0, 500, 500)
@@ -144,8 +106,8 @@ def test_nodata_pixels_of_either_raster_are_ignored_and_counted(tmp_path, nodata
     image[0, 400:450, 0:500] = nodata
     valid[10:20, 30:60] = valid[400:450, :] = False
     output = tmp_path / "squared.tif"
-    result = compare_rasters(write_raster(tmp_path / "ref.tif", reference, nodata=nodata),
-                             write_raster(tmp_path / "img.tif", image, nodata=nodata), str(output))
+    result = compare_rasters(write_bands(tmp_path / "ref.tif", reference, nodata=nodata),
+                             write_bands(tmp_path / "img.tif", image, nodata=nodata), str(output))
     assert result.pixels == valid.sum() and result.nodata_pixels == (~valid).sum() == 300 + 25000
     d = (image.astype(np.float64) - reference)[:, valid]
     assert math.isclose(result.vector_rmse, math.sqrt(np.mean(np.sum(d * d, axis=0))), rel_tol=1e-9)
@@ -159,8 +121,8 @@ def test_nodata_pixels_of_either_raster_are_ignored_and_counted(tmp_path, nodata
 
 def test_all_nodata_intersection_is_an_error_and_leaves_no_file(tmp_path):
     data = np.zeros((1, 50, 50), np.float32)
-    reference = write_raster(tmp_path / "ref.tif", data, nodata=0.0)
-    image = write_raster(tmp_path / "img.tif", data + 1)
+    reference = write_bands(tmp_path / "ref.tif", data, nodata=0.0)
+    image = write_bands(tmp_path / "img.tif", data + 1)
     with pytest.raises(EngineError, match="no-data") as error:
         compare_rasters(reference, image, str(tmp_path / "squared.tif"))
     assert error.value.field == "image"
@@ -175,8 +137,8 @@ def test_all_nodata_intersection_is_an_error_and_leaves_no_file(tmp_path):
 ])
 def test_grids_that_cannot_be_compared_name_image(tmp_path, col, spacing, wkt, message):
     data = pan_bands(1)
-    reference = write_raster(tmp_path / "ref.tif", data)
-    image = write_raster(tmp_path / "img.tif", data[:, :100, :100], col, 0.0, spacing, wkt)
+    reference = write_bands(tmp_path / "ref.tif", data)
+    image = write_bands(tmp_path / "img.tif", data[:, :100, :100], col, 0.0, spacing, wkt)
     with pytest.raises(EngineError, match=message) as error:
         compare_rasters(reference, image, str(tmp_path / "squared.tif"))
     assert error.value.field == "image"
@@ -185,7 +147,7 @@ def test_grids_that_cannot_be_compared_name_image(tmp_path, col, spacing, wkt, m
 
 def test_different_band_counts_need_a_band_selection(tmp_path):
     reference, image = pan_bands(3), noisy(pan_bands(2))
-    ref_path, img_path = write_raster(tmp_path / "ref.tif", reference), write_raster(tmp_path / "img.tif", image)
+    ref_path, img_path = write_bands(tmp_path / "ref.tif", reference), write_bands(tmp_path / "img.tif", image)
     with pytest.raises(EngineError, match="3 band") as error:
         compare_rasters(ref_path, img_path)
     assert error.value.field == "bands"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from desktop import run_desktop
 from osgeo import gdal
-from test_desktop import run_desktop
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-from test_metrics import SX, X0, Y0, expected, noisy, pan_bands, write_raster
+from rasters import SX, X0, Y0, expected, noisy, pan_bands, write_bands
 
 from seamless_inference.engine.metrics import compare_rasters
 
@@ -23,7 +23,7 @@ def shifted(tmp_path):
     """The OTBTF case: the valid-part output starts 32 px further than the artifact-prone one (3 bands)."""
     reference = pan_bands()
     image = noisy(reference[:, 32:, 32:], seed=5)
-    paths = write_raster(tmp_path / "artifact.tif", reference), write_raster(tmp_path / "valid.tif", image, 32, 32)
+    paths = write_bands(tmp_path / "artifact.tif", reference), write_bands(tmp_path / "valid.tif", image, 32, 32)
     return paths, expected(reference[:, 32:, 32:], image)
 
 
@@ -77,8 +77,8 @@ def test_incomparable_rasters_raise_naming_image(provider, tmp_path, col, messag
     from qgis.core import QgsProcessingException
 
     data = pan_bands(1)
-    reference = write_raster(tmp_path / "ref.tif", data)
-    image = write_raster(tmp_path / "img.tif", data, col, 0.0)
+    reference = write_bands(tmp_path / "ref.tif", data)
+    image = write_bands(tmp_path / "img.tif", data, col, 0.0)
     with pytest.raises(QgsProcessingException, match=message) as error:
         processing.run(COMPARISON, {"REFERENCE": reference, "IMAGE": image,
                                     "SQUARED_ERROR": str(tmp_path / "squared.tif")})
@@ -91,8 +91,8 @@ def test_bands_select_a_common_subset(provider, tmp_path):
     from qgis.core import QgsProcessingException
 
     reference, image = pan_bands(3), noisy(pan_bands(2))
-    params = {"REFERENCE": write_raster(tmp_path / "ref.tif", reference),
-              "IMAGE": write_raster(tmp_path / "img.tif", image)}
+    params = {"REFERENCE": write_bands(tmp_path / "ref.tif", reference),
+              "IMAGE": write_bands(tmp_path / "img.tif", image)}
     with pytest.raises(QgsProcessingException, match=r"\[parameter BANDS\]"):
         processing.run(COMPARISON, params)
     result = processing.run(COMPARISON, {**params, "BANDS": [1, 2]})
