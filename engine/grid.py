@@ -3,7 +3,8 @@
 Every source raster and the output are placed on one integer lattice per axis, the *unit*: the finest spacing
 among them. A raster axis is then an `Axis` (offset of its first pixel corner from source 1's corner, pixel
 step, pixel count), all in units. Deriving these integers once, with a tolerance, from the geotransforms avoids
-the floating-point snapping that makes OTBTF misregister PAN and XS on non-round origins (findings.md, 3).
+the floating-point snapping that makes OTBTF misregister PAN and XS when float32 cannot hold the pixel size
+(0.6 m / 2.4 m; docs/findings.md, 3).
 The y axis counts downwards (rows), so north-up rasters map onto the same arithmetic as x.
 """
 

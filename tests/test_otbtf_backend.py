@@ -28,7 +28,7 @@ from seamless_inference.engine.sinks import GeoTiffSink, NullSink
 ARTIFACT = "seamless:artifactproneinference"
 OTB_ENV = ROOT / ".build" / "otb" / "env.sh"
 OTB_UNAVAILABLE = ROOT / ".build" / "otb.unavailable"
-ORIGIN = (500000.0, 5000000.0)  # round coordinates: OTBTF's floating-point grid is exact there (findings.md 3)
+ORIGIN = (500000.0, 5000000.0)  # OTBTF misregisters on pixel sizes float32 cannot hold, not on origins (findings 3)
 
 
 def write_scene(folder, size: int, data=None) -> tuple:
