@@ -6,6 +6,8 @@ asserts on that file and on QGIS's exit status.
 """
 
 import os
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from osgeo import gdal
 
 pytestmark = [pytest.mark.slow, NEEDS_DESKTOP]
 
-INSTALL_COMMAND = 'pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "numpy<2"'
+# what the notice must tell QGIS's Python to run, numpy held to the major version QGIS's GDAL uses (its {})
+INSTALL_COMMAND = 'pip install --user --break-system-packages "tensorflow-cpu==2.21.*" "{}"'
 
 
 def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
@@ -50,10 +53,10 @@ def test_valid_part_runs_from_the_desktop_and_loads_styled(tmp_path):
             """Every algorithm's batch dialog builds; two rows of valid-part inference run (main thread)."""
             from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
             from processing.tools import dataobjects
-            from qgis.core import QgsProcessingAlgorithm
+            from seamless_inference.algorithms.compat import SUPPORTS_BATCH
 
             registry = QgsApplication.processingRegistry()
-            batch_flag = QgsProcessingAlgorithm.FlagSupportsBatch
+            batch_flag = SUPPORTS_BATCH
             report["batch flags"] = {algorithm: bool(registry.algorithmById(algorithm).flags() & batch_flag)
                                      for algorithm in report["algorithms"]}
             for algorithm in report["algorithms"]:
@@ -112,6 +115,8 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
             items = iface.messageBar().items()
             report["message bar"] = [[w.title(), w.text()] for w in items]
             report["python"] = [sys.exec_prefix, *sys.version_info[:2]]
+            import numpy
+            report["numpy"] = numpy.__version__
             buttons = [b for w in items for b in w.findChildren(QPushButton) if b.text() == "Details"]
             report["details buttons"] = len(buttons)
             if buttons:
@@ -132,9 +137,15 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
     assert report["details buttons"] == 1
     (details,) = report["details"]
     exec_prefix, major, minor = report["python"]
-    python = os.path.join(exec_prefix, "bin", f"python{major}.{minor}")  # QGIS's own, e.g. /usr/bin/python3.11
-    assert os.path.isfile(python), python
-    assert details.count(f"{python} -m {INSTALL_COMMAND}") == 1, details
+    # QGIS's own interpreter, by whatever name it runs under (/usr/bin/python3.11 on Debian 12, /usr/bin/python3
+    # on Debian 13): a program in QGIS's prefix that is the same Python version
+    python = re.search(r"(\S+) -m pip install", details).group(1)
+    assert os.path.dirname(python) == os.path.join(exec_prefix, "bin") and os.access(python, os.X_OK), details
+    version = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert version == [str(major), str(minor)], (python, version)
+    numpy_pin = "numpy<2" if report["numpy"].startswith("1.") else "numpy>=2,<3"
+    assert details.count(f"{python} -m {INSTALL_COMMAND.format(numpy_pin)}") == 1, details
     assert details.count("pip install") == 1 and "shims" not in details, details
     assert "Traceback" not in log and "Traceback" not in details
     assert status == 0, f"exit status {status}:\n{log[-3000:]}"
@@ -202,7 +213,7 @@ def test_every_dialog_fits_its_default_size_without_a_horizontal_scrollbar(tmp_p
                     index = tree.model().index(row, 0, parent)
                     algorithm = tree.algorithmForIndex(index)
                     if algorithm is not None and algorithm.provider().id() == "seamless":
-                        report["tooltips"][algorithm.name()] = tree.model().data(index, Qt.ToolTipRole)
+                        report["tooltips"][algorithm.name()] = tree.model().data(index, Qt.ItemDataRole.ToolTipRole)
                         report["short descriptions"][algorithm.name()] = algorithm.shortDescription()
                     walk(index)
 

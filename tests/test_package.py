@@ -126,7 +126,8 @@ def test_the_plugin_managers_install_from_zip_accepts_it(package, tmp_path):
             import seamless_inference
 
             report["module"] = seamless_inference.__file__
-            report["home plugin path"] = qgis.utils.home_plugin_path
+            # where the installer puts plugins, by the API every version has (qgis.utils renamed its variable)
+            report["home plugin path"] = QgsApplication.qgisSettingsDirPath().rstrip("/") + "/python/plugins"
             report["active plugins"] = list(qgis.utils.active_plugins)
             report["enabled"] = QgsSettings().value("PythonPlugins/seamless_inference", False, bool)
             provider = QgsApplication.processingRegistry().providerById("seamless")
