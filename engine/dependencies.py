@@ -10,13 +10,30 @@ import importlib
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import sys
 
 from .errors import DependencyMissing
 
-TENSORFLOW = "tensorflow-cpu==2.21.*"
-TENSORFLOW_MACOS = "tensorflow==2.21.*"  # macOS has no tensorflow-cpu wheel
+# TensorFlow's version is pinned once, in requirements.txt (the project's venv, this module, the installer and the
+# README read it; the plugin zip ships it)
+REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.txt")
+
+
+def tensorflow_version(path: str = REQUIREMENTS) -> str:
+    """The version specifier of TensorFlow in requirements.txt's `tensorflow-cpu==...` line ("2.21.*")."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            match = re.match(r"\s*tensorflow-cpu\s*==\s*(\S+)", line)
+            if match:
+                return match[1]
+    raise DependencyMissing(f"{path} pins no tensorflow-cpu version (a line tensorflow-cpu==X.Y.*): reinstall the "
+                            "plugin")
+
+
+TENSORFLOW = f"tensorflow-cpu=={tensorflow_version()}"
+TENSORFLOW_MACOS = f"tensorflow=={tensorflow_version()}"  # macOS has no tensorflow-cpu wheel
 _PLATFORMS = (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin"))
 
 
