@@ -94,12 +94,16 @@ def other_hints(system: str | None = None) -> str:
     return "; ".join(f"{name}: {install_hint(other)}" for name, other in _PLATFORMS if other != system)
 
 
-def tensorflow_missing_text() -> str:
-    """What the desktop notice's Details say: the interpreter QGIS runs and the one command, once."""
+def tensorflow_missing_text(folder: str | None = None) -> str:
+    """What the desktop notice's Details say: the interpreter QGIS runs, the installer (into `folder`, the QGIS
+    profile's) and, as a fallback, the one command, once."""
     version = ".".join(map(str, sys.version_info[:3]))
     note = _NOTES.get(platform.system())
+    installer = (f"Click Install to install it for this Python into this QGIS profile's folder {folder} (about "
+                 "600 MB to download the first time; the same as the algorithm Install dependencies). "
+                 if folder else "")
     return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}), which cannot import TensorFlow. "
-            f"Install it into that Python, then restart QGIS:\n\n{install_command()}"
+            f"{installer}By hand, install it into that Python, then restart QGIS:\n\n{install_command()}"
             + (f"\n\n({note})" if note else ""))
 
 

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 from .dependencies import numpy_requirement, python_executable, tensorflow_version
@@ -177,8 +179,8 @@ _CAUSES = (
     (("NewConnectionError", "Failed to establish a new connection", "Connection refused", "Max retries exceeded",
       "Temporary failure in name resolution", "Name or service not known", "ConnectTimeout", "Read timed out",
       "ProxyError", "SSLError", "Could not fetch URL", "Network is unreachable"),
-     "the package index cannot be reached", "check the network connection (and pip's proxy or index settings: "
-     "PIP_INDEX_URL, pip.conf) and install again"),
+     "the network or the package index cannot be reached",
+     "check the network connection (and pip's proxy or index settings: PIP_INDEX_URL, pip.conf) and install again"),
     (("from versions: none", "No matching distribution found"),
      "the package index has no {requirement} for this Python ({python})",
      "check that the index is reachable and serves TensorFlow for Python {python} (pip's index settings), or "
@@ -186,10 +188,34 @@ _CAUSES = (
 )
 
 
+def unreachable_indexes(lines: list) -> list:
+    """The http(s) package indexes pip looked in ("Looking in indexes: ...") that do not answer: with no retry
+    left, pip says only that no version was found, as if the index had no TensorFlow."""
+    urls = [url.rstrip(",") for line in lines if line.startswith("Looking in indexes:")
+            for url in line.split(":", 1)[1].split()]
+    dead = []
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            continue
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=15):  # noqa: S310 (http(s) only)
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers (a 404 for an unknown project is an answer)
+        except (OSError, ValueError):
+            dead.append(url.split("@")[-1] if "@" in url else url)  # no credentials in the message
+    return dead
+
+
 def failure(lines: list, returncode: int, requirement: str, folder: str) -> InstallFailed:
     """The InstallFailed that names the cause of pip's failure, from its output, and the fix."""
     tail = "\n".join(line.rstrip() for line in lines[-PIP_TAIL:])
     text = "\n".join(lines)
+    if "from versions: none" in text:
+        dead = unreachable_indexes(lines)
+        if dead:
+            text += "\nNewConnectionError"  # the cause below: the index cannot be reached
+            tail += f"\n(the package index {', '.join(dead)} does not answer)"
     values = {"need": round(NEEDED_BYTES / 1e9, 1), "folder": folder, "requirement": requirement,
               "python": platform.python_version()}
     for markers, cause, fix in _CAUSES:

@@ -1,8 +1,11 @@
-"""What the desktop user is told at plugin load: one message-bar notice when TensorFlow is missing."""
+"""What the desktop user is told at plugin load: one message-bar notice when TensorFlow is missing, whose Details
+offer to install it (the algorithm seamless:installdependencies, in its own dialog: progress, log, Cancel)."""
 
 from ..engine.dependencies import tensorflow_available, tensorflow_missing_text
+from .profile import dependencies_folder
 
 TITLE = "Seamless Inference"
+INSTALL_ALGORITHM = "seamless:installdependencies"
 
 
 def tr(text: str) -> str:
@@ -14,14 +17,14 @@ def tr(text: str) -> str:
 
 def notify_missing_tensorflow(iface) -> bool:
     """If TensorFlow is not importable, show one short warning line in the message bar whose Details button
-    gives the interpreter QGIS runs and the install command (the message bar cuts long texts after two lines),
-    and write the same to the log; return True if shown."""
+    gives the interpreter QGIS runs, the Install button and the install command (the message bar cuts long texts
+    after two lines), and write the same to the log; return True if shown."""
     if iface is None or tensorflow_available():
         return False
     from qgis.core import Qgis, QgsMessageLog
     from qgis.PyQt.QtWidgets import QPushButton
 
-    details = tensorflow_missing_text()
+    details = tensorflow_missing_text(dependencies_folder())
     QgsMessageLog.logMessage(details, TITLE, Qgis.MessageLevel.Warning)
     bar = iface.messageBar()
     item = bar.createMessage(TITLE, tr("TensorFlow is not installed in QGIS's Python: the algorithms cannot run yet."))
@@ -34,15 +37,34 @@ def notify_missing_tensorflow(iface) -> bool:
 
 
 def show_details(parent, details: str):
-    """The full text in a non-modal box whose text can be selected and copied; returns the box."""
+    """The full text in a non-modal box whose text can be selected and copied, with an Install button that starts
+    the installer; returns the box."""
     from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtWidgets import QMessageBox
 
     box = QMessageBox(QMessageBox.Icon.Warning, tr("{}: TensorFlow is missing").format(TITLE), details,
                       QMessageBox.StandardButton.Close, parent)
     box.setObjectName("seamlessTensorflowMissing")
+    install = box.addButton(tr("Install"), QMessageBox.ButtonRole.AcceptRole)
+    install.setObjectName("seamlessInstallTensorflow")
+    install.clicked.connect(lambda: start_install())
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setModal(False)
     box.show()
     return box
+
+
+_DIALOGS = []  # the installer's dialogs, kept alive while they show
+
+
+def start_install():
+    """Open the installer's algorithm dialog (Install mode) and run it at once: its progress bar, log and Cancel
+    are Processing's own; returns the dialog."""
+    import processing
+
+    dialog = processing.createAlgorithmDialog(INSTALL_ALGORITHM, {"MODE": 0})
+    _DIALOGS[:] = [dialog]
+    dialog.show()
+    dialog.runAlgorithm()
+    return dialog

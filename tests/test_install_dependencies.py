@@ -1,0 +1,144 @@
+"""seamless:installdependencies installs TensorFlow for QGIS's own Python into the profile's python/dependencies,
+from the real package index, with the real pip and qgis_process: the plugin then runs there, the system's Python is
+untouched; a cancelled or failed install leaves the folder as it was, with a message naming the cause."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MODEL, PAN, QGIS_PROCESS, ROOT, XS, qgis_process
+from osgeo import gdal
+
+from seamless_inference.engine.dependencies import TENSORFLOW, TENSORFLOW_MACOS, tensorflow_version
+from seamless_inference.engine.installer import PARTIAL, numpy_pin, requirements
+
+# QGIS's Python as an analyst's before installing TensorFlow: no venv, no user site-packages
+NO_TENSORFLOW = {"SEAMLESS_NO_VENV": "1", "PYTHONNOUSERSITE": "1"}
+
+
+def profile_env(profile: Path, **extra) -> dict:
+    """tools/qgis_process's environment for a fresh profile, QGIS's Python without TensorFlow."""
+    return {**NO_TENSORFLOW, "QGIS_CUSTOM_CONFIG_PATH": str(profile), **extra}
+
+
+def dependencies(profile: Path) -> Path:
+    """The folder the installer fills in a profile made by QGIS_CUSTOM_CONFIG_PATH."""
+    return profile / "profiles" / "default" / "python" / "dependencies"
+
+
+def leftovers(profile: Path) -> list:
+    """Temporary folders of the installer beside the dependencies folder."""
+    parent = dependencies(profile).parent
+    return [name for name in os.listdir(parent) if name.startswith(PARTIAL)] if parent.is_dir() else []
+
+
+def test_tensorflow_is_pinned_once_in_requirements_txt_which_the_installer_readme_and_zip_share():
+    version = tensorflow_version()
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert f"tensorflow-cpu=={version}" in lines
+    assert TENSORFLOW == f"tensorflow-cpu=={version}" and TENSORFLOW_MACOS == f"tensorflow=={version}"
+    assert requirements("Linux", gpu=False)[0] == f"tensorflow-cpu=={version}"
+    assert requirements("Windows", gpu=True)[0] == f"tensorflow-cpu=={version}"
+    assert requirements("Darwin", gpu=False)[0] == f"tensorflow=={version}"  # no tensorflow-cpu wheel on macOS
+    assert requirements("Linux", gpu=True)[0] == f"tensorflow[and-cuda]=={version}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'"tensorflow-cpu=={version}"' in readme and f'"tensorflow=={version}"' in readme
+    spec = importlib.util.spec_from_file_location("package", ROOT / "tools" / "package.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    assert "requirements.txt" in package.plugin_files()  # the zip ships what the installer reads
+
+
+def test_numpy_stays_the_one_qgis_imported_when_tensorflow_takes_it_else_on_gdals_major():
+    assert numpy_pin("1.24.2") == "numpy<2"  # Debian 12: TensorFlow needs 1.26, GDAL's bindings 1.x
+    assert numpy_pin("1.26.4") == "numpy==1.26.4"
+    assert numpy_pin("2.2.4") == "numpy==2.2.4"  # Debian 13, QGIS 3.40+: the numpy already imported, no restart
+    assert numpy_pin(None) in ("numpy<2", "numpy>=2,<3", "numpy")
+
+
+@pytest.mark.slow
+def test_qgis_process_installs_into_the_profile_then_valid_part_runs_there(tmp_path):
+    profile = tmp_path / "profile"
+    env = profile_env(profile)
+    before = qgis_process("run", "seamless:installdependencies", "--", "MODE=1", env=env)
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "nothing installed" in before.stdout and "TensorFlow the plugin would use: none found" in before.stdout
+    # the real index (and pip's cache: no --no-cache-dir), pip run by QGIS's own Python
+    install = qgis_process("run", "seamless:installdependencies", env=env, timeout=1800)
+    log = install.stdout + install.stderr
+    assert install.returncode == 0, log[-4000:]
+    folder = dependencies(profile)
+    assert (folder / "tensorflow").is_dir() and (folder / "numpy").is_dir(), log[-3000:]
+    assert f"Installing {requirements()[0]}" in log and "with /usr/bin/python3" in log
+    assert "--break-system-packages" not in log and "Traceback" not in log
+    assert leftovers(profile) == []
+    # the same profile, a new qgis_process: the folder is first on sys.path, TensorFlow and its numpy come from it
+    status = qgis_process("run", "seamless:installdependencies", "--", "MODE=1", env=env)
+    assert f"TensorFlow the plugin would use: {tensorflow_version().rstrip('*')}" in status.stdout, status.stdout
+    assert f"from {folder}/tensorflow" in status.stdout and f"from {folder}/numpy" in status.stdout, status.stdout
+    output = tmp_path / "valid.tif"
+    run = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                       f"SOURCE2={XS}", f"OUTPUT={output}", env=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    assert "using estimated_crop32" in run.stdout
+    same = tmp_path / "same.tif"  # the project's venv, which the other tests use: the same pixels
+    reference = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                             f"SOURCE2={XS}", f"OUTPUT={same}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert np.abs(gdal.Open(str(output)).ReadAsArray() - gdal.Open(str(same)).ReadAsArray()).max() == 0.0
+    system = subprocess.run(["/usr/bin/python3", "-c", "import tensorflow"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": ""}, check=False)
+    assert system.returncode != 0 and "No module named 'tensorflow'" in system.stderr
+    # Remove: the folder goes, and the plugin says again how to install TensorFlow
+    removed = qgis_process("run", "seamless:installdependencies", "--", "MODE=2", env=env)
+    assert removed.returncode == 0 and not folder.exists() and leftovers(profile) == [], removed.stdout
+    again = qgis_process("run", "seamless:validpartinference", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
+                         f"SOURCE2={XS}", f"OUTPUT={tmp_path / 'after.tif'}", env=env)
+    assert again.returncode != 0 and "TensorFlow cannot be imported" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_interrupting_qgis_process_while_pip_runs_leaves_the_folder_as_it_was(tmp_path):
+    profile = tmp_path / "profile"
+    folder = dependencies(profile)
+    folder.mkdir(parents=True)
+    (folder / "marker.txt").write_text("installed before", encoding="utf-8")
+    env = {**os.environ, **profile_env(profile)}
+    process = subprocess.Popen([str(QGIS_PROCESS), "run", "seamless:installdependencies"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in process.stdout:  # pip has started collecting packages: Ctrl-C, which qgis_process turns into Cancel
+        seen.append(line)
+        if line.startswith(("Collecting ", "Processing ")):
+            time.sleep(1)
+            process.send_signal(signal.SIGINT)
+            break
+    log = "".join(seen) + process.communicate(timeout=300)[0]
+    assert process.returncode != 0, log[-3000:]
+    assert "Cancelled: pip was stopped" in log, log[-3000:]
+    assert sorted(os.listdir(folder)) == ["marker.txt"], log[-3000:]
+    assert (folder / "marker.txt").read_text(encoding="utf-8") == "installed before"
+    assert leftovers(profile) == []
+    assert "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_an_unreachable_package_index_gives_the_cause_and_the_fix(tmp_path):
+    profile = tmp_path / "profile"
+    # this machine's pip configuration (a local mirror, find-links) cleared: only a port nothing listens on
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    env.update(profile_env(profile), PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
+               PIP_RETRIES="0")
+    run = subprocess.run([str(QGIS_PROCESS), "run", "seamless:installdependencies"], env=env, capture_output=True,
+                         text=True, timeout=600, check=False)
+    log = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "the network or the package index cannot be reached" in log, log[-3000:]
+    assert "check the network connection" in log and "127.0.0.1:9" in log
+    assert "Traceback" not in log
+    assert not dependencies(profile).exists() and leftovers(profile) == []
