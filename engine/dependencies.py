@@ -94,15 +94,16 @@ def other_hints(system: str | None = None) -> str:
     return "; ".join(f"{name}: {install_hint(other)}" for name, other in _PLATFORMS if other != system)
 
 
-def tensorflow_missing_text(folder: str | None = None) -> str:
-    """What the desktop notice's Details say: the interpreter QGIS runs, the installer (into `folder`, the QGIS
-    profile's) and, as a fallback, the one command, once."""
+def tensorflow_missing_text(folder: str | None = None, problem: str = "") -> str:
+    """What the desktop notice's Details say: the interpreter QGIS runs (and `problem`, when TensorFlow is there
+    but cannot run), the installer (into `folder`, the QGIS profile's) and, as a fallback, the one command."""
     version = ".".join(map(str, sys.version_info[:3]))
     note = _NOTES.get(platform.system())
     installer = (f"Click Install to install it for this Python into this QGIS profile's folder {folder} (about "
                  "600 MB to download the first time; the same as the algorithm Install dependencies). "
                  if folder else "")
-    return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}), which cannot import TensorFlow. "
+    cannot = f": {problem}" if problem and "not installed" not in problem else ", which cannot import TensorFlow"
+    return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}){cannot}. "
             f"{installer}By hand, install it into that Python, then restart QGIS:\n\n{install_command()}"
             + (f"\n\n({note})" if note else ""))
 
@@ -110,6 +111,53 @@ def tensorflow_missing_text(folder: str | None = None) -> str:
 def tensorflow_available() -> bool:
     """True when TensorFlow can be found, without importing it (cheap enough for plugin start-up)."""
     return importlib.util.find_spec("tensorflow") is not None
+
+
+NUMPY_FOR_TENSORFLOW = (1, 26)  # TensorFlow 2.21's Requires-Dist numpy>=1.26.0
+_DISTRIBUTIONS = {"tensorflow": {"tensorflow", "tensorflow-cpu", "tensorflow-macos"}}
+
+
+def version_tuple(version: str) -> tuple:
+    """(major, minor) of a version string ("2.21.0" -> (2, 21); "2.21.*" -> (2, 21))."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def module_in_use(name: str) -> tuple:
+    """(version, folder) of the module this Python has imported or would import, found without importing it;
+    ("", "") when there is none, ("", folder) when its distribution's version is unknown."""
+    import importlib.metadata  # noqa: PLC0415 (only here)
+
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__file__", None):
+        return getattr(module, "__version__", ""), os.path.dirname(module.__file__)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return "", ""
+    folder = list(spec.submodule_search_locations)[0]
+    wanted = _DISTRIBUTIONS.get(name, {name})
+    for dist in importlib.metadata.distributions(path=[os.path.dirname(folder)]):
+        if (dist.metadata["Name"] or "").lower().replace("_", "-") in wanted:
+            return dist.version, folder
+    return "", folder
+
+
+def tensorflow_problem() -> str:
+    """Why TensorFlow cannot run the algorithms in this Python, seen without importing it ("" when nothing is
+    seen): missing, older than requirements.txt's version, or with a numpy older than it needs."""
+    version, folder = module_in_use("tensorflow")
+    if not folder:
+        return "TensorFlow is not installed in QGIS's Python"
+    wanted = version_tuple(tensorflow_version())
+    if version and version_tuple(version) < wanted:
+        return f"TensorFlow {version} in QGIS's Python is older than {'.'.join(map(str, wanted))}"
+    numpy_version = module_in_use("numpy")[0]
+    if numpy_version and version_tuple(numpy_version) < NUMPY_FOR_TENSORFLOW:
+        return (f"numpy {numpy_version} in QGIS's Python is older than TensorFlow needs "
+                f"({'.'.join(map(str, NUMPY_FOR_TENSORFLOW))})")
+    return ""
 
 
 def import_tensorflow():

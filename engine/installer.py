@@ -10,10 +10,10 @@ first on sys.path when the plugin loads, as the project's venv goes first on PYT
 
 import importlib
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -23,10 +23,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from .dependencies import numpy_requirement, python_executable, tensorflow_version
+from .dependencies import (NUMPY_FOR_TENSORFLOW, module_in_use, numpy_requirement, python_executable,
+                           tensorflow_version, version_tuple)
 from .errors import Cancelled, DependencyMissing
 
-NUMPY_FOR_TENSORFLOW = (1, 26)  # TensorFlow 2.21's Requires-Dist numpy>=1.26.0
 NEEDED_BYTES = 2_500_000_000  # measured: TensorFlow 2.21 with its dependencies takes 1.6 GB once unpacked
 PARTIAL = ".dependencies-"
 PIP_TAIL = 15  # pip's last lines that go into a failure's log
@@ -72,7 +72,7 @@ def has_nvidia_gpu() -> bool:
     if not smi:
         return False
     try:
-        run = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False)
+        run = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False)  # nosec B603
     except (OSError, subprocess.SubprocessError):
         return False
     return run.returncode == 0 and "GPU" in run.stdout
@@ -87,10 +87,8 @@ def loaded_numpy() -> str | None:
 def numpy_pin(loaded: str | None = None) -> str:
     """The numpy to install: the very version already imported when TensorFlow takes it (nothing to restart then),
     else the major version QGIS's GDAL was built with (numpy_requirement)."""
-    if loaded:
-        parts = tuple(int(p) for p in loaded.split(".")[:2] if p.isdigit())
-        if parts >= NUMPY_FOR_TENSORFLOW and "+" not in loaded and "dev" not in loaded:
-            return f"numpy=={loaded}"
+    if loaded and re.fullmatch(r"\d+\.\d+\.\d+", loaded) and version_tuple(loaded) >= NUMPY_FOR_TENSORFLOW:
+        return f"numpy=={loaded}"  # a release PyPI has (not a distribution's own build: 1.26.4+ds, 2.3.0rc1)
     return numpy_requirement(loaded)
 
 
@@ -113,26 +111,6 @@ def packages(folder: str) -> tuple:
         return ()
     found = {(d.metadata["Name"], d.version) for d in importlib.metadata.distributions(path=[folder])}
     return tuple(sorted(found, key=lambda p: p[0].lower()))
-
-
-def module_in_use(name: str) -> tuple:
-    """(version, location) of the module this process uses or would import, or ("", "") when none is found."""
-    module = sys.modules.get(name)
-    if module is not None and getattr(module, "__file__", None):
-        return getattr(module, "__version__", ""), os.path.dirname(module.__file__)
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        return "", ""
-    location = list(spec.submodule_search_locations)[0]
-    site = os.path.dirname(location)
-    wanted = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow_cpu")}.get(name, (name,))
-    for dist in importlib.metadata.distributions(path=[site]):
-        if dist.metadata["Name"].lower().replace("_", "-") in {w.replace("_", "-") for w in wanted}:
-            return dist.version, location
-    return "", location
 
 
 def status_lines(folder: str) -> list:
@@ -198,7 +176,7 @@ def unreachable_indexes(lines: list) -> list:
         if not url.startswith(("http://", "https://")):
             continue
         try:
-            with urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=15):  # noqa: S310 (http(s) only)
+            with urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=15):  # nosec B310  # http(s) only
                 pass
         except urllib.error.HTTPError:
             pass  # it answers (a 404 for an unknown project is an answer)
@@ -232,7 +210,7 @@ def run_pip(command: list, progress, is_canceled, log_info) -> tuple:
     env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_NO_INPUT="1", PIP_PROGRESS_BAR="off",
                PIP_ROOT_USER_ACTION="ignore")  # --target is no system install: no "running pip as root" warning
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               text=True, errors="replace", env=env)
+                               text=True, errors="replace", env=env)  # nosec B603  # QGIS's Python, pip
     lines, collected = [], 0
     output = queue.Queue()
 

@@ -1,7 +1,7 @@
 """What the desktop user is told at plugin load: one message-bar notice when TensorFlow is missing, whose Details
 offer to install it (the algorithm seamless:installdependencies, in its own dialog: progress, log, Cancel)."""
 
-from ..engine.dependencies import tensorflow_available, tensorflow_missing_text
+from ..engine.dependencies import tensorflow_missing_text, tensorflow_problem
 from .profile import dependencies_folder
 
 TITLE = "Seamless Inference"
@@ -16,18 +16,20 @@ def tr(text: str) -> str:
 
 
 def notify_missing_tensorflow(iface) -> bool:
-    """If TensorFlow is not importable, show one short warning line in the message bar whose Details button
-    gives the interpreter QGIS runs, the Install button and the install command (the message bar cuts long texts
-    after two lines), and write the same to the log; return True if shown."""
-    if iface is None or tensorflow_available():
+    """If TensorFlow is missing, too old or its numpy too old (seen without importing it), show one short warning
+    line in the message bar whose Details button gives the interpreter QGIS runs, the Install button and the
+    install command (the message bar cuts long texts after two lines), and write the same to the log; return
+    True if shown."""
+    problem = tensorflow_problem() if iface is not None else ""
+    if not problem:
         return False
     from qgis.core import Qgis, QgsMessageLog
     from qgis.PyQt.QtWidgets import QPushButton
 
-    details = tensorflow_missing_text(dependencies_folder())
+    details = tensorflow_missing_text(dependencies_folder(), problem)
     QgsMessageLog.logMessage(details, TITLE, Qgis.MessageLevel.Warning)
     bar = iface.messageBar()
-    item = bar.createMessage(TITLE, tr("TensorFlow is not installed in QGIS's Python: the algorithms cannot run yet."))
+    item = bar.createMessage(TITLE, tr("{}: the algorithms cannot run yet.").format(problem))
     button = QPushButton(tr("Details"), item)
     button.setObjectName("seamlessTensorflowDetails")
     button.clicked.connect(lambda: show_details(iface.mainWindow(), details))

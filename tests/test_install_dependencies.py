@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, QGIS_PROCESS, ROOT, XS, qgis_process
+from conftest import MODEL, PAN, PLUGINS, QGIS_PROCESS, ROOT, XS, qgis_process
 from osgeo import gdal
 
 from seamless_inference.engine.dependencies import TENSORFLOW, TENSORFLOW_MACOS, tensorflow_version
@@ -91,9 +91,21 @@ def test_qgis_process_installs_into_the_profile_then_valid_part_runs_there(tmp_p
                              f"SOURCE2={XS}", f"OUTPUT={same}")
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert np.abs(gdal.Open(str(output)).ReadAsArray() - gdal.Open(str(same)).ReadAsArray()).max() == 0.0
+    clean = {**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": ""}
     system = subprocess.run(["/usr/bin/python3", "-c", "import tensorflow"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": ""}, check=False)
+                            env=clean, check=False)
     assert system.returncode != 0 and "No module named 'tensorflow'" in system.stderr
+    # the folder after the system's packages instead of before: the notice sees the system's numpy (1.24 on
+    # Debian 12) too old for TensorFlow, without importing TensorFlow
+    behind = subprocess.run(["/usr/bin/python3", "-c", f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); "
+                             f"sys.path.append({str(folder)!r}); import numpy; "
+                             "from seamless_inference.engine.dependencies import tensorflow_problem; "
+                             "print(numpy.__version__); print(tensorflow_problem())"],
+                            capture_output=True, text=True, env=clean, check=True).stdout.splitlines()
+    system_numpy, problem = behind[0], (behind[1:] or [""])[0]
+    old_numpy = tuple(map(int, system_numpy.split(".")[:2])) < (1, 26)
+    assert problem == (f"numpy {system_numpy} in QGIS's Python is older than TensorFlow needs (1.26)"
+                       if old_numpy else ""), behind
     # Remove: the folder goes, and the plugin says again how to install TensorFlow
     removed = qgis_process("run", "seamless:installdependencies", "--", "MODE=2", env=env)
     assert removed.returncode == 0 and not folder.exists() and leftovers(profile) == [], removed.stdout
