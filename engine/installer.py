@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .dependencies import (NUMPY_FOR_TENSORFLOW, module_in_use, numpy_requirement, python_executable,
                            tensorflow_version, version_tuple)
 from .errors import Cancelled, DependencyMissing
+from .signals import signals_cancel
 
 NEEDED_BYTES = 2_500_000_000  # measured: TensorFlow 2.21 with its dependencies takes 1.6 GB once unpacked
 PARTIAL = ".dependencies-"
@@ -299,16 +300,19 @@ def install(folder: str, progress=lambda fraction: None, is_canceled=lambda: Fal
         log_info("nvidia-smi lists an NVIDIA GPU: installing TensorFlow with its CUDA libraries "
                  f"({requirement[0]}, several GB)")
     log_info(f"Installing {' '.join(requirement)} with {python} into {folder}")
-    partial = tempfile.mkdtemp(prefix=PARTIAL, suffix=".partial", dir=parent)
-    try:
-        command = [python, "-m", "pip", "install", "--target", partial, "--disable-pip-version-check",
-                   "--no-input", "--progress-bar", "off", *requirement]
-        returncode, lines = run_pip(command, progress, is_canceled, log_info)
-        if returncode != 0:
-            raise failure(lines, returncode, requirement[0], folder)
-        swap_in(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    # SIGTERM, SIGINT, SIGHUP (qgis_process, scripts) act as a cancel; the signal's own action comes after the
+    # temporary folder is gone
+    with signals_cancel(is_canceled) as canceled:
+        partial = tempfile.mkdtemp(prefix=PARTIAL, suffix=".partial", dir=parent)
+        try:
+            command = [python, "-m", "pip", "install", "--target", partial, "--disable-pip-version-check",
+                       "--no-input", "--progress-bar", "off", *requirement]
+            returncode, lines = run_pip(command, progress, canceled or (lambda: False), log_info)
+            if returncode != 0:
+                raise failure(lines, returncode, requirement[0], folder)
+            swap_in(partial, folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     activate(folder)
     importlib.invalidate_caches()
     progress(1.0)

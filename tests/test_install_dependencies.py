@@ -115,7 +115,8 @@ def test_qgis_process_installs_into_the_profile_then_valid_part_runs_there(tmp_p
 
 
 @pytest.mark.slow
-def test_interrupting_qgis_process_while_pip_runs_leaves_the_folder_as_it_was(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_stopping_qgis_process_while_pip_runs_leaves_the_folder_as_it_was(tmp_path, signum):
     profile = tmp_path / "profile"
     folder = dependencies(profile)
     folder.mkdir(parents=True)
@@ -124,19 +125,24 @@ def test_interrupting_qgis_process_while_pip_runs_leaves_the_folder_as_it_was(tm
     process = subprocess.Popen([str(QGIS_PROCESS), "run", "seamless:installdependencies"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
-    for line in process.stdout:  # pip has started collecting packages: Ctrl-C, which qgis_process turns into Cancel
+    for line in process.stdout:  # pip has started collecting packages: the signal acts as Cancel
         seen.append(line)
         if line.startswith(("Collecting ", "Processing ")):
             time.sleep(1)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             break
     log = "".join(seen) + process.communicate(timeout=300)[0]
     assert process.returncode != 0, log[-3000:]
-    assert "Cancelled: pip was stopped" in log, log[-3000:]
+    if signum == signal.SIGINT:  # qgis_process reports the cancel; SIGTERM then ends it, as asked, once clean
+        assert "Cancelled: pip was stopped" in log, log[-3000:]
+    else:
+        assert process.returncode == -signal.SIGTERM, (process.returncode, log[-3000:])
     assert sorted(os.listdir(folder)) == ["marker.txt"], log[-3000:]
     assert (folder / "marker.txt").read_text(encoding="utf-8") == "installed before"
     assert leftovers(profile) == []
     assert "Traceback" not in log
+    pip = subprocess.run(["pgrep", "-f", f"--target {folder.parent}/"], capture_output=True, text=True, check=False)
+    assert pip.stdout.strip() == "", "pip still runs after qgis_process ended"
 
 
 @pytest.mark.slow
