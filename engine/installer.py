@@ -153,6 +153,9 @@ def progress_of(line: str, collected: int) -> tuple:
 
 
 _CAUSES = (
+    (("No module named pip",),
+     "QGIS's Python ({executable}) has no pip", "install pip for it (Debian/Ubuntu: sudo apt install python3-pip; "
+     "elsewhere: python -m ensurepip --user, with QGIS's Python) and install again"),
     (("No space left on device", "Errno 28"),
      "the disk is full", "free about {need} GB on the disk of {folder} and install again"),
     (("NewConnectionError", "Failed to establish a new connection", "Connection refused", "Max retries exceeded",
@@ -186,7 +189,7 @@ def unreachable_indexes(lines: list) -> list:
     return dead
 
 
-def failure(lines: list, returncode: int, requirement: str, folder: str) -> InstallFailed:
+def failure(lines: list, returncode: int, requirement: str, folder: str, executable: str = "") -> InstallFailed:
     """The InstallFailed that names the cause of pip's failure, from its output, and the fix."""
     tail = "\n".join(line.rstrip() for line in lines[-PIP_TAIL:])
     text = "\n".join(lines)
@@ -196,7 +199,7 @@ def failure(lines: list, returncode: int, requirement: str, folder: str) -> Inst
             text += "\nNewConnectionError"  # the cause below: the index cannot be reached
             tail += f"\n(the package index {', '.join(dead)} does not answer)"
     values = {"need": round(NEEDED_BYTES / 1e9, 1), "folder": folder, "requirement": requirement,
-              "python": platform.python_version()}
+              "python": platform.python_version(), "executable": executable}
     for markers, cause, fix in _CAUSES:
         if any(marker in text for marker in markers):
             return InstallFailed(f"Installing {requirement} failed: {cause.format(**values)}; "
@@ -205,11 +208,13 @@ def failure(lines: list, returncode: int, requirement: str, folder: str) -> Inst
                          f"the log. Nothing was changed in {folder}.", tail)
 
 
-def run_pip(command: list, progress, is_canceled, log_info) -> tuple:
-    """Run pip, each line of its output to log_info and progress; (exit status, lines). On cancel (or any
-    interruption, KeyboardInterrupt included) pip is stopped before this returns or raises."""
+def run_pip(command: list, progress, is_canceled, log_info, temporary: str) -> tuple:
+    """Run pip, each line of its output to log_info and progress, its temporary files in `temporary`; (exit
+    status, lines). On cancel (or any interruption, KeyboardInterrupt included) pip is stopped before this
+    returns or raises."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PIP_NO_INPUT="1", PIP_PROGRESS_BAR="off",
-               PIP_ROOT_USER_ACTION="ignore")  # --target is no system install: no "running pip as root" warning
+               PIP_ROOT_USER_ACTION="ignore",  # --target is no system install: no "running pip as root" warning
+               TMPDIR=temporary, TEMP=temporary, TMP=temporary)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                text=True, errors="replace", env=env)  # nosec B603  # QGIS's Python, pip
     lines, collected = [], 0
@@ -303,16 +308,20 @@ def install(folder: str, progress=lambda fraction: None, is_canceled=lambda: Fal
     # SIGTERM, SIGINT, SIGHUP (qgis_process, scripts) act as a cancel; the signal's own action comes after the
     # temporary folder is gone
     with signals_cancel(is_canceled) as canceled:
-        partial = tempfile.mkdtemp(prefix=PARTIAL, suffix=".partial", dir=parent)
+        # pip unpacks into its temporary folder, then moves into --target: both beside the folder, on the disk
+        # checked above (a small /tmp does not fail it), renames rather than copies, and removed with it
+        work = tempfile.mkdtemp(prefix=PARTIAL, suffix=".partial", dir=parent)
         try:
-            command = [python, "-m", "pip", "install", "--target", partial, "--disable-pip-version-check",
+            target, temporary = os.path.join(work, "dependencies"), os.path.join(work, "tmp")
+            os.mkdir(temporary)
+            command = [python, "-m", "pip", "install", "--target", target, "--disable-pip-version-check",
                        "--no-input", "--progress-bar", "off", *requirement]
-            returncode, lines = run_pip(command, progress, canceled or (lambda: False), log_info)
+            returncode, lines = run_pip(command, progress, canceled or (lambda: False), log_info, temporary)
             if returncode != 0:
-                raise failure(lines, returncode, requirement[0], folder)
-            swap_in(partial, folder)
+                raise failure(lines, returncode, requirement[0], folder, python)
+            swap_in(target, folder)
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     activate(folder)
     importlib.invalidate_caches()
     progress(1.0)

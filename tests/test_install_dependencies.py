@@ -15,7 +15,8 @@ from conftest import MODEL, PAN, PLUGINS, QGIS_PROCESS, ROOT, XS, qgis_process
 from osgeo import gdal
 
 from seamless_inference.engine.dependencies import TENSORFLOW, TENSORFLOW_MACOS, tensorflow_version
-from seamless_inference.engine.installer import PARTIAL, numpy_pin, requirements
+from seamless_inference.engine import Cancelled
+from seamless_inference.engine.installer import PARTIAL, InstallFailed, install, numpy_pin, requirements
 
 # QGIS's Python as an analyst's before installing TensorFlow: no venv, no user site-packages
 NO_TENSORFLOW = {"SEAMLESS_NO_VENV": "1", "PYTHONNOUSERSITE": "1"}
@@ -160,3 +161,48 @@ def test_an_unreachable_package_index_gives_the_cause_and_the_fix(tmp_path):
     assert "check the network connection" in log and "127.0.0.1:9" in log
     assert "Traceback" not in log
     assert not dependencies(profile).exists() and leftovers(profile) == []
+
+
+def test_a_cancel_from_the_caller_stops_pip_and_leaves_the_folder_as_it_was(tmp_path):
+    """The dialog's Cancel (feedback.isCanceled) as the engine sees it: pip stopped once it collects packages."""
+    folder = tmp_path / "python" / "dependencies"
+    folder.mkdir(parents=True)
+    (folder / "marker.txt").write_text("installed before", encoding="utf-8")
+    lines = []
+    with pytest.raises(Cancelled):
+        install(str(folder), log_info=lines.append, python="/usr/bin/python3",
+                is_canceled=lambda: any(line.startswith(("Collecting ", "Processing ")) for line in lines))
+    assert any(line.startswith(("Collecting ", "Processing ")) for line in lines), lines
+    assert sorted(os.listdir(folder)) == ["marker.txt"] and os.listdir(folder.parent) == ["dependencies"]
+
+
+def test_a_python_without_pip_gives_the_cause_and_the_fix(tmp_path):
+    python = tmp_path / "nopip" / "bin" / "python3"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(tmp_path / "nopip")], check=True)
+    folder = tmp_path / "python" / "dependencies"
+    with pytest.raises(InstallFailed) as failed:
+        install(str(folder), log_info=lambda line: None, python=str(python))
+    message = str(failed.value)
+    assert f"QGIS's Python ({python}) has no pip" in message and "apt install python3-pip" in message, message
+    assert "No module named pip" in failed.value.tail
+    assert os.listdir(folder.parent) == []  # neither the folder nor a temporary one
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs for the profile (root only)")
+def test_a_disk_too_small_is_refused_before_pip_runs(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        run = qgis_process("run", "seamless:installdependencies", env=profile_env(small / "profile"))
+        log = run.stdout + run.stderr
+        assert run.returncode != 0
+        assert "needs about 2.5 GB on the disk of" in log and "free some space and install again" in log, log[-3000:]
+        assert "Traceback" not in log and not dependencies(small / "profile").exists()
+        assert leftovers(small / "profile") == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
