@@ -35,6 +35,7 @@ def notify_missing_tensorflow(iface) -> bool:
     button.clicked.connect(lambda: show_details(iface.mainWindow(), details))
     item.layout().addWidget(button)
     bar.pushWidget(item, Qgis.MessageLevel.Warning, 0)
+    _NOTICE[:] = [bar, item]
     return True
 
 
@@ -47,9 +48,9 @@ def show_details(parent, details: str):
     box = QMessageBox(QMessageBox.Icon.Warning, tr("{}: TensorFlow is missing").format(TITLE), details,
                       QMessageBox.StandardButton.Close, parent)
     box.setObjectName("seamlessTensorflowMissing")
-    install = box.addButton(tr("Install"), QMessageBox.ButtonRole.AcceptRole)
-    install.setObjectName("seamlessInstallTensorflow")
-    install.clicked.connect(lambda: start_install())
+    button = box.addButton(tr("Install"), QMessageBox.ButtonRole.AcceptRole)
+    button.setObjectName("seamlessInstallTensorflow")
+    button.clicked.connect(lambda: start_install())
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setModal(False)
@@ -58,15 +59,31 @@ def show_details(parent, details: str):
 
 
 _DIALOGS = []  # the installer's dialogs, kept alive while they show
+_NOTICE = []  # the message bar and the notice in it (a slot whose closure holds them crashed PyQt 5.15 here)
 
 
 def start_install():
     """Open the installer's algorithm dialog (Install mode) and run it at once: its progress bar, log and Cancel
-    are Processing's own; returns the dialog."""
+    are Processing's own; once it has installed, the notice leaves the message bar; returns the dialog."""
     import processing
 
     dialog = processing.createAlgorithmDialog(INSTALL_ALGORITHM, {"MODE": 0})
     _DIALOGS[:] = [dialog]
+    dialog.algorithmFinished.connect(lambda successful, results: installed(successful, results))
     dialog.show()
     dialog.runAlgorithm()
     return dialog
+
+
+def installed(successful: bool, results: dict) -> None:
+    """After an install: the notice goes; when QGIS must restart first, one line in its place says so."""
+    if not successful or not _NOTICE:
+        return
+    from qgis.core import Qgis
+    from qgis.PyQt import sip
+
+    bar, notice = _NOTICE
+    if not sip.isdeleted(notice):
+        bar.popWidget(notice)
+    if results.get("RESTART"):
+        bar.pushMessage(TITLE, tr("TensorFlow is installed: restart QGIS to use it."), Qgis.MessageLevel.Info, 0)
