@@ -206,3 +206,33 @@ def test_a_disk_too_small_is_refused_before_pip_runs(tmp_path):
         assert leftovers(small / "profile") == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+NO_RESTART_SCRIPT = """
+import sys
+sys.path.insert(0, {plugins!r})
+import numpy  # imported before the install, as QGIS does; TensorFlow takes this version
+from seamless_inference.engine import InferenceRequest, run_inference
+from seamless_inference.engine.installer import install
+result = install({folder!r}, log_info=lambda line: None)
+import tensorflow
+from conftest import seed_sources
+run_inference(InferenceRequest({model!r}, seed_sources(), output_names=("estimated_crop32",)), {output!r})
+print(repr(result.restart), numpy.__version__, tensorflow.__file__, sys.modules["numpy"].__file__)
+"""
+
+
+@pytest.mark.slow
+def test_when_the_imported_numpy_fits_the_same_process_runs_the_model_without_a_restart(tmp_path):
+    """The venv's numpy 1.26 is imported first: the installer pins it, puts the folder first on sys.path, and
+    TensorFlow then imports from the folder and runs the model in the same process."""
+    folder, output = tmp_path / "python" / "dependencies", tmp_path / "valid.tif"
+    script = NO_RESTART_SCRIPT.format(plugins=str(PLUGINS), folder=str(folder), model=str(MODEL), output=str(output))
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", script], capture_output=True, text=True,
+                         cwd=ROOT / "tests", timeout=1800, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    restart, numpy_version, tensorflow_file, numpy_file = run.stdout.split()[-4:]
+    assert restart == "''" and tensorflow_file.startswith(str(folder)), run.stdout
+    assert (folder / f"numpy-{numpy_version}.dist-info").is_dir()  # the version imported, pinned
+    assert not numpy_file.startswith(str(folder))  # still the one imported first: nothing to restart
+    assert gdal.Open(str(output)).RasterXSize == gdal.Open(str(PAN)).RasterXSize  # Full mode: all of PAN
