@@ -95,7 +95,8 @@ def numpy_pin(loaded: str | None = None) -> str:
 
 def requirements(system: str | None = None, gpu: bool | None = None, numpy: str | None = None) -> tuple:
     """pip's requirements for a platform: tensorflow-cpu on Linux and Windows, tensorflow on macOS (no -cpu
-    wheel), tensorflow[and-cuda] on Linux with an NVIDIA GPU; and numpy_pin(numpy)."""
+    wheel), tensorflow[and-cuda] on Linux with an NVIDIA GPU; and numpy_pin of `numpy` (default: the numpy this
+    process has imported)."""
     system = system or platform.system()
     if system == "Darwin":
         name = "tensorflow"
@@ -103,7 +104,7 @@ def requirements(system: str | None = None, gpu: bool | None = None, numpy: str 
         name = "tensorflow[and-cuda]"
     else:
         name = "tensorflow-cpu"
-    return f"{name}=={tensorflow_version()}", numpy_pin(numpy)
+    return f"{name}=={tensorflow_version()}", numpy_pin(numpy or loaded_numpy())
 
 
 def packages(folder: str) -> tuple:
@@ -161,7 +162,7 @@ _CAUSES = (
     (("NewConnectionError", "Failed to establish a new connection", "Connection refused", "Max retries exceeded",
       "Temporary failure in name resolution", "Name or service not known", "ConnectTimeout", "Read timed out",
       "ProxyError", "SSLError", "Could not fetch URL", "Network is unreachable"),
-     "the network or the package index cannot be reached",
+     "{unreachable} cannot be reached",
      "check the network connection (and pip's proxy or index settings: PIP_INDEX_URL, pip.conf) and install again"),
     (("from versions: none", "No matching distribution found"),
      "the package index has no {requirement} for this Python ({python})",
@@ -193,13 +194,14 @@ def failure(lines: list, returncode: int, requirement: str, folder: str, executa
     """The InstallFailed that names the cause of pip's failure, from its output, and the fix."""
     tail = "\n".join(line.rstrip() for line in lines[-PIP_TAIL:])
     text = "\n".join(lines)
+    unreachable = "the network or the package index"
     if "from versions: none" in text:
         dead = unreachable_indexes(lines)
         if dead:
             text += "\nNewConnectionError"  # the cause below: the index cannot be reached
-            tail += f"\n(the package index {', '.join(dead)} does not answer)"
+            unreachable = f"the package index {', '.join(dead)}"
     values = {"need": round(NEEDED_BYTES / 1e9, 1), "folder": folder, "requirement": requirement,
-              "python": platform.python_version(), "executable": executable}
+              "python": platform.python_version(), "executable": executable, "unreachable": unreachable}
     for markers, cause, fix in _CAUSES:
         if any(marker in text for marker in markers):
             return InstallFailed(f"Installing {requirement} failed: {cause.format(**values)}; "
