@@ -178,7 +178,9 @@ def import_tensorflow():
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
             f"TensorFlow cannot be imported in this Python ({python_executable()}, {exc.__class__.__name__}: "
-            f"{exc}). Install it into QGIS's Python: {install_hint()}. Elsewhere: {other_hints()}") from exc
+            f"{exc}). Install it with the algorithm Install dependencies (TensorFlow), from the Toolbox or "
+            "`qgis_process run seamless:installdependencies`, or by hand into QGIS's Python: "
+            f"{install_hint()}. Elsewhere: {other_hints()}") from exc
     finally:
         if flags is not None:
             sys.setdlopenflags(flags)
