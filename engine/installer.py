@@ -131,12 +131,33 @@ def status_lines(folder: str) -> list:
 
 
 def remove_stale(folder: str) -> None:
-    """Remove what an install killed before its clean-up left beside the folder (temporary folders)."""
+    """Remove what an install killed before its clean-up left beside the folder: the temporary folders of
+    processes that are gone (`.dependencies-<pid>-...`; another QGIS installing at the same time keeps its own)."""
     parent = os.path.dirname(folder)
-    if os.path.isdir(parent):
-        for name in os.listdir(parent):
-            if name.startswith(PARTIAL):
-                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    if not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        match = re.match(re.escape(PARTIAL) + r"(\d+)-", name)
+        if match and not process_alive(int(match[1])):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    """True when the process runs (or cannot be told: Windows, whose os.kill would end it)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def work_folder(parent: str, suffix: str) -> str:
+    """A new temporary folder beside the dependencies folder, named for this process."""
+    return tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", suffix=suffix, dir=parent)
 
 
 def progress_of(line: str, collected: int) -> tuple:
@@ -262,7 +283,7 @@ def run_pip(command: list, progress, is_canceled, log_info, temporary: str) -> t
 def swap_in(partial: str, folder: str) -> None:
     """Replace the folder by the freshly installed one, by renames (the old one is removed after)."""
     parent = os.path.dirname(folder)
-    trash = tempfile.mkdtemp(prefix=PARTIAL, suffix=".old", dir=parent)
+    trash = work_folder(parent, ".old")
     if os.path.exists(folder):
         os.rename(folder, os.path.join(trash, "dependencies"))
     try:
@@ -312,7 +333,7 @@ def install(folder: str, progress=lambda fraction: None, is_canceled=lambda: Fal
     with signals_cancel(is_canceled) as canceled:
         # pip unpacks into its temporary folder, then moves into --target: both beside the folder, on the disk
         # checked above (a small /tmp does not fail it), renames rather than copies, and removed with it
-        work = tempfile.mkdtemp(prefix=PARTIAL, suffix=".partial", dir=parent)
+        work = work_folder(parent, ".partial")
         try:
             target, temporary = os.path.join(work, "dependencies"), os.path.join(work, "tmp")
             os.mkdir(temporary)
@@ -340,7 +361,7 @@ def remove(folder: str) -> str:
             break
     deactivate(folder)
     if os.path.exists(folder):
-        trash = tempfile.mkdtemp(prefix=PARTIAL, suffix=".old", dir=os.path.dirname(folder))
+        trash = work_folder(os.path.dirname(folder), ".old")
         os.rename(folder, os.path.join(trash, "dependencies"))
         shutil.rmtree(trash, ignore_errors=True)
     return reason

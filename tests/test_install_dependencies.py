@@ -16,7 +16,7 @@ from osgeo import gdal
 
 from seamless_inference.engine.dependencies import TENSORFLOW, TENSORFLOW_MACOS, tensorflow_version
 from seamless_inference.engine import Cancelled
-from seamless_inference.engine.installer import PARTIAL, InstallFailed, install, numpy_pin, requirements
+from seamless_inference.engine.installer import PARTIAL, InstallFailed, install, numpy_pin, remove_stale, requirements
 
 # QGIS's Python as an analyst's before installing TensorFlow: no venv, no user site-packages
 NO_TENSORFLOW = {"SEAMLESS_NO_VENV": "1", "PYTHONNOUSERSITE": "1"}
@@ -236,3 +236,12 @@ def test_when_the_imported_numpy_fits_the_same_process_runs_the_model_without_a_
     assert (folder / f"numpy-{numpy_version}.dist-info").is_dir()  # the version imported, pinned
     assert not numpy_file.startswith(str(folder))  # still the one imported first: nothing to restart
     assert gdal.Open(str(output)).RasterXSize == gdal.Open(str(PAN)).RasterXSize  # Full mode: all of PAN
+
+
+def test_an_install_removes_the_temporary_folders_of_ended_processes_only(tmp_path):
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (tmp_path / f"{PARTIAL}{ended.pid}-killed.partial" / "numpy").mkdir(parents=True)  # a killed install's
+    (tmp_path / f"{PARTIAL}{os.getpid()}-running.partial").mkdir()  # an install still running
+    remove_stale(str(tmp_path / "dependencies"))
+    assert os.listdir(tmp_path) == [f"{PARTIAL}{os.getpid()}-running.partial"]
