@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import sys
+import warnings
 
 from .errors import DependencyMissing
 
@@ -175,6 +176,9 @@ def import_tensorflow():
         if flags is not None and hasattr(os, "RTLD_DEEPBIND"):
             sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
         tf = importlib.import_module("tensorflow")
+        # autograph's gast passes Python 3.13 keywords it deprecates, a DeprecationWarning per converted node on
+        # qgis_process's stderr (QGIS shows DeprecationWarnings): TensorFlow's business, not the user's
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"gast(\.|$)")
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
             f"TensorFlow cannot be imported in this Python ({python_executable()}, {exc.__class__.__name__}: "

@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from osgeo import gdal
+
+# the tests' own GDAL calls keep GDAL's default (errors as return values, as in QGIS), said explicitly: GDAL 3.10
+# warns on the first call otherwise (the engine switches exceptions on inside its own calls only, raster.py)
+gdal.DontUseExceptions()
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / ".build" / "plugins"
@@ -105,3 +110,17 @@ def recording_feedback():
             super().setProgress(progress)
 
     return Recording()
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory) -> Path:
+    """The zip `make package` builds (tools/package.py), once per session, into a temporary folder."""
+    out = tmp_path_factory.mktemp("dist")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "package.py"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (target,) = out.glob("seamless_inference-*.zip")
+    version = next(line.split("=", 1)[1].strip() for line in (ROOT / "metadata.txt").read_text("utf-8").splitlines()
+                   if line.startswith("version="))
+    assert target.name == f"seamless_inference-{version}.zip", target.name  # named by metadata.txt's version
+    return target

@@ -4,7 +4,6 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,25 +16,6 @@ pytestmark = pytest.mark.slow
 
 QGIS_PROCESS_BIN = "/usr/bin/qgis_process.bin"
 INSTALLER_UNZIP = Path("/usr/share/qgis/python/pyplugin_installer/unzip.py")
-
-
-def version() -> str:
-    for line in (ROOT / "metadata.txt").read_text(encoding="utf-8").splitlines():
-        if line.startswith("version="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError("metadata.txt has no version")
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    """The zip `make package` builds (tools/package.py), into a temporary folder."""
-    out = tmp_path_factory.mktemp("dist")
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "package.py"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
-    target = out / f"seamless_inference-{version()}.zip"
-    assert target.is_file(), f"{target.name} not written: {os.listdir(out)}"
-    return target
 
 
 def plugin_name(archive: zipfile.ZipFile) -> str:

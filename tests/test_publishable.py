@@ -146,21 +146,6 @@ def secrets_found(folder: Path) -> list:
             for name, secrets in json.loads(run.stdout)["results"].items() for secret in secrets]
 
 
-def version() -> str:
-    """The version metadata.txt gives, which names the zip."""
-    return metadata_of((ROOT / "metadata.txt").read_bytes())[0]["version"]
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    """The zip `make package` builds (tools/package.py), into a temporary folder."""
-    out = tmp_path_factory.mktemp("dist")
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "package.py"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return out / f"seamless_inference-{version()}.zip"
-
-
 @pytest.fixture(scope="module")
 def extracted(package, tmp_path_factory) -> Path:
     """The zip extracted as the site's scanner extracts it: the folder that holds seamless_inference/."""
