@@ -147,7 +147,8 @@ def module_in_use(name: str) -> tuple:
 
 def tensorflow_problem() -> str:
     """Why TensorFlow cannot run the algorithms in this Python, seen without importing it ("" when nothing is
-    seen): missing, older than requirements.txt's version, or with a numpy older than it needs."""
+    seen): missing, older than requirements.txt's version, with a numpy older than it needs, or a numpy QGIS's
+    GDAL was not built with."""
     version, folder = module_in_use("tensorflow")
     if not folder:
         return "TensorFlow is not installed in QGIS's Python"
@@ -158,6 +159,19 @@ def tensorflow_problem() -> str:
     if numpy_version and version_tuple(numpy_version) < NUMPY_FOR_TENSORFLOW:
         return (f"numpy {numpy_version} in QGIS's Python is older than TensorFlow needs "
                 f"({'.'.join(map(str, NUMPY_FOR_TENSORFLOW))})")
+    return gdal_numpy_problem()
+
+
+def gdal_numpy_problem() -> str:
+    """Why GDAL's numpy bindings (osgeo.gdal_array) cannot run with the numpy this Python imports, e.g. numpy 2
+    under bindings built for 1.x ("" when they can, or when there is no GDAL); imports numpy and GDAL."""
+    if importlib.util.find_spec("osgeo") is None:
+        return ""
+    try:
+        importlib.import_module("osgeo.gdal_array")
+    except ImportError as exc:
+        version = module_in_use("numpy")[0]
+        return f"numpy {version} in QGIS's Python is not the one QGIS's GDAL was built with ({exc})"
     return ""
 
 

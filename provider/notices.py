@@ -29,7 +29,7 @@ def notify_missing_tensorflow(iface) -> bool:
     details = tensorflow_missing_text(dependencies_folder(), problem)
     QgsMessageLog.logMessage(details, TITLE, Qgis.MessageLevel.Warning)
     bar = iface.messageBar()
-    item = bar.createMessage(TITLE, tr("{}: the algorithms cannot run yet.").format(problem))
+    item = bar.createMessage(TITLE, tr("{}: the algorithms cannot run yet.").format(problem.split(" (")[0]))
     button = QPushButton(tr("Details"), item)
     button.setObjectName("seamlessTensorflowDetails")
     button.clicked.connect(lambda: show_details(iface.mainWindow(), details))

@@ -245,3 +245,28 @@ def test_an_install_removes_the_temporary_folders_of_ended_processes_only(tmp_pa
     (tmp_path / f"{PARTIAL}{os.getpid()}-running.partial").mkdir()  # an install still running
     remove_stale(str(tmp_path / "dependencies"))
     assert os.listdir(tmp_path) == [f"{PARTIAL}{os.getpid()}-running.partial"]
+
+
+@pytest.mark.slow
+def test_the_notice_sees_a_numpy_that_qgis_gdal_was_not_built_with(tmp_path):
+    """numpy 2 (installed here from the index) found before the venv's TensorFlow, under Debian 12's GDAL built
+    for numpy 1.x: the notice's check says so; under QGIS 3.40's GDAL (numpy 2) it sees nothing."""
+    numpy2 = tmp_path / "numpy2"
+    subprocess.run(["/usr/bin/python3", "-m", "pip", "install", "-q", "--target", str(numpy2), "numpy>=2,<3"],
+                   check=True, capture_output=True, env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})
+    site = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    run = subprocess.run(["/usr/bin/python3", "-c", "from seamless_inference.engine.dependencies import "
+                          "tensorflow_problem; import numpy, osgeo; print(numpy.__version__); "
+                          "print(tensorflow_problem())"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": f"{numpy2}:{site}:{PLUGINS}"})
+    version, problem = run.stdout.splitlines()[-2:]
+    system = subprocess.run(["/usr/bin/python3", "-c", "import numpy; print(numpy.__version__)"], text=True,
+                            capture_output=True, env={**os.environ, "PYTHONNOUSERSITE": "1", "PYTHONPATH": ""},
+                            check=True).stdout.strip()
+    if system.startswith("1."):  # Debian 12: GDAL's bindings were built for numpy 1.x
+        assert problem.startswith(f"numpy {version} in QGIS's Python is not the one QGIS's GDAL was built with"), (
+            run.stdout + run.stderr[-2000:])
+    else:
+        assert problem == "", problem
