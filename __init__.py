@@ -14,11 +14,15 @@ MINIMUM_PYTHON = (3, 10)
 
 def classFactory(iface):  # noqa: N802 (QGIS API name)
     """Load the plugin class; iface is None under qgis_process, so it is not touched here. On a Python older than
-    MINIMUM_PYTHON, a plugin that only says so, without importing the modules that Python cannot run."""
+    MINIMUM_PYTHON, a plugin that only says so, without importing the modules that Python cannot run. The
+    profile's dependencies folder (the installer's) goes first on sys.path before anything imports numpy."""
     if sys.version_info < MINIMUM_PYTHON:
         from .unsupported_python import UnsupportedPython
 
         return UnsupportedPython(iface, MINIMUM_PYTHON)
+    from .provider.profile import add_dependencies_folder
+
+    add_dependencies_folder()  # what the installer put in this profile, found before the system's numpy
     from .plugin import SeamlessInferencePlugin
 
     return SeamlessInferencePlugin(iface)

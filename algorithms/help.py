@@ -129,6 +129,19 @@ SHORT_HELP = {
         'stride-32 model at 128 px), the log names the smallest size that does and the outputs are for it. The HTML '
         'report opens in the Results Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
     ),
+    'installdependencies': (
+        "<p>Installs TensorFlow for the Python QGIS runs, with pip run by that very Python, into this QGIS "
+        "profile's own folder <code>python/dependencies</code> (QPIP's convention), which the plugin puts first on "
+        "Python's path when it loads: never into the system's Python, no terminal needed. numpy stays on the "
+        "version QGIS's GDAL was built with (1.x on QGIS 3.22 / Debian 12, 2.x on QGIS 3.40+). tensorflow-cpu on "
+        "Linux and Windows, tensorflow on macOS, tensorflow[and-cuda] on Linux when nvidia-smi lists an NVIDIA GPU. "
+        "The first install downloads about 600 MB and takes 1.6 GB. <b>Cancel</b> stops pip and leaves the folder "
+        "as it was. When QGIS has already imported another numpy (QGIS 3.22 on Debian 12), the log says to restart "
+        "QGIS once; otherwise the algorithms run at once.</p><p><b>Status</b> lists what the folder holds and which "
+        "TensorFlow and numpy the plugin would use; <b>Remove</b> deletes the folder (the plugin then says "
+        "TensorFlow is missing again). From a terminal: <code>qgis_process run seamless:installdependencies</code>."
+        "</p>"
+    ),
 }
 
 # the Toolbox tooltip (QgsProcessingAlgorithm.shortDescription): one line each
@@ -139,4 +152,6 @@ SHORT_DESCRIPTION = {
     'distortioncomparison': "RMSE and cost of each crop against the exact valid part.",
     'rastercomparison': "RMSE, MAE and max error of an image against a reference, where they overlap.",
     'modelanalysis': "Which _cropN output and expression field give a seamless mosaic with a SavedModel.",
+    'installdependencies': "Installs TensorFlow into this QGIS profile, for the Python QGIS runs; or says what is "
+                           "installed, or removes it.",
 }

@@ -10,14 +10,31 @@ import importlib
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import sys
 import warnings
 
 from .errors import DependencyMissing
 
-TENSORFLOW = "tensorflow-cpu==2.21.*"
-TENSORFLOW_MACOS = "tensorflow==2.21.*"  # macOS has no tensorflow-cpu wheel
+# TensorFlow's version is pinned once, in requirements.txt (the project's venv, this module, the installer and the
+# README read it; the plugin zip ships it)
+REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.txt")
+
+
+def tensorflow_version(path: str = REQUIREMENTS) -> str:
+    """The version specifier of TensorFlow in requirements.txt's `tensorflow-cpu==...` line ("2.21.*")."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            match = re.match(r"\s*tensorflow-cpu\s*==\s*(\S+)", line)
+            if match:
+                return match[1]
+    raise DependencyMissing(f"{path} pins no tensorflow-cpu version (a line tensorflow-cpu==X.Y.*): reinstall the "
+                            "plugin")
+
+
+TENSORFLOW = f"tensorflow-cpu=={tensorflow_version()}"
+TENSORFLOW_MACOS = f"tensorflow=={tensorflow_version()}"  # macOS has no tensorflow-cpu wheel
 _PLATFORMS = (("Debian/Ubuntu", "Linux"), ("Windows", "Windows"), ("macOS", "Darwin"))
 
 
@@ -78,18 +95,84 @@ def other_hints(system: str | None = None) -> str:
     return "; ".join(f"{name}: {install_hint(other)}" for name, other in _PLATFORMS if other != system)
 
 
-def tensorflow_missing_text() -> str:
-    """What the desktop notice's Details say: the interpreter QGIS runs and the one command, once."""
+def tensorflow_missing_text(folder: str | None = None, problem: str = "") -> str:
+    """What the desktop notice's Details say: the interpreter QGIS runs (and `problem`, when TensorFlow is there
+    but cannot run), the installer (into `folder`, the QGIS profile's) and, as a fallback, the one command."""
     version = ".".join(map(str, sys.version_info[:3]))
     note = _NOTES.get(platform.system())
-    return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}), which cannot import TensorFlow. "
-            f"Install it into that Python, then restart QGIS:\n\n{install_command()}"
+    installer = (f"Click Install to install it for this Python into this QGIS profile's folder {folder} (about "
+                 "600 MB to download the first time; the same as the algorithm Install dependencies). "
+                 if folder else "")
+    cannot = f": {problem}" if problem and "not installed" not in problem else ", which cannot import TensorFlow"
+    return (f"QGIS runs Python {version} ({python_executable() or sys.prefix}){cannot}. "
+            f"{installer}By hand, install it into that Python, then restart QGIS:\n\n{install_command()}"
             + (f"\n\n({note})" if note else ""))
 
 
 def tensorflow_available() -> bool:
     """True when TensorFlow can be found, without importing it (cheap enough for plugin start-up)."""
     return importlib.util.find_spec("tensorflow") is not None
+
+
+NUMPY_FOR_TENSORFLOW = (1, 26)  # TensorFlow 2.21's Requires-Dist numpy>=1.26.0
+_DISTRIBUTIONS = {"tensorflow": {"tensorflow", "tensorflow-cpu", "tensorflow-macos"}}
+
+
+def version_tuple(version: str) -> tuple:
+    """(major, minor) of a version string ("2.21.0" -> (2, 21); "2.21.*" -> (2, 21))."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def module_in_use(name: str) -> tuple:
+    """(version, folder) of the module this Python has imported or would import, found without importing it;
+    ("", "") when there is none, ("", folder) when its distribution's version is unknown."""
+    import importlib.metadata  # noqa: PLC0415 (only here)
+
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__file__", None):
+        return getattr(module, "__version__", ""), os.path.dirname(module.__file__)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return "", ""
+    folder = list(spec.submodule_search_locations)[0]
+    wanted = _DISTRIBUTIONS.get(name, {name})
+    for dist in importlib.metadata.distributions(path=[os.path.dirname(folder)]):
+        if (dist.metadata["Name"] or "").lower().replace("_", "-") in wanted:
+            return dist.version, folder
+    return "", folder
+
+
+def tensorflow_problem() -> str:
+    """Why TensorFlow cannot run the algorithms in this Python, seen without importing it ("" when nothing is
+    seen): missing, older than requirements.txt's version, with a numpy older than it needs, or a numpy QGIS's
+    GDAL was not built with."""
+    version, folder = module_in_use("tensorflow")
+    if not folder:
+        return "TensorFlow is not installed in QGIS's Python"
+    wanted = version_tuple(tensorflow_version())
+    if version and version_tuple(version) < wanted:
+        return f"TensorFlow {version} in QGIS's Python is older than {'.'.join(map(str, wanted))}"
+    numpy_version = module_in_use("numpy")[0]
+    if numpy_version and version_tuple(numpy_version) < NUMPY_FOR_TENSORFLOW:
+        return (f"numpy {numpy_version} in QGIS's Python is older than TensorFlow needs "
+                f"({'.'.join(map(str, NUMPY_FOR_TENSORFLOW))})")
+    return gdal_numpy_problem()
+
+
+def gdal_numpy_problem() -> str:
+    """Why GDAL's numpy bindings (osgeo.gdal_array) cannot run with the numpy this Python imports, e.g. numpy 2
+    under bindings built for 1.x ("" when they can, or when there is no GDAL); imports numpy and GDAL."""
+    if importlib.util.find_spec("osgeo") is None:
+        return ""
+    try:
+        importlib.import_module("osgeo.gdal_array")
+    except ImportError as exc:
+        version = module_in_use("numpy")[0]
+        return f"numpy {version} in QGIS's Python is not the one QGIS's GDAL was built with ({exc})"
+    return ""
 
 
 def import_tensorflow():
@@ -113,7 +196,9 @@ def import_tensorflow():
     except Exception as exc:  # ImportError, but also a broken numpy ABI or a missing native library
         raise DependencyMissing(
             f"TensorFlow cannot be imported in this Python ({python_executable()}, {exc.__class__.__name__}: "
-            f"{exc}). Install it into QGIS's Python: {install_hint()}. Elsewhere: {other_hints()}") from exc
+            f"{exc}). Install it with the algorithm Install dependencies (TensorFlow), from the Toolbox or "
+            "`qgis_process run seamless:installdependencies`, or by hand into QGIS's Python: "
+            f"{install_hint()}. Elsewhere: {other_hints()}") from exc
     finally:
         if flags is not None:
             sys.setdlopenflags(flags)

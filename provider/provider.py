@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.artifact_prone_inference import ArtifactProneInference
 from ..algorithms.distortion_comparison import DistortionComparison
+from ..algorithms.install_dependencies import InstallDependencies
 from ..algorithms.model_analysis import ModelAnalysis
 from ..algorithms.raster_comparison import RasterComparison
 from ..algorithms.valid_part_inference import ValidPartInference
@@ -27,7 +28,8 @@ def plugin_version() -> str:
 class SeamlessProvider(QgsProcessingProvider):
     """Seamless Inference: OTBTF-style TensorFlow inference without blocking artifacts."""
 
-    ALGORITHMS = (ArtifactProneInference, ValidPartInference, DistortionComparison, RasterComparison, ModelAnalysis)
+    ALGORITHMS = (ArtifactProneInference, ValidPartInference, DistortionComparison, RasterComparison, ModelAnalysis,
+                  InstallDependencies)
 
     def id(self) -> str:  # noqa: A003 (QGIS API name)
         """Stable id: .model3 files and scripts name algorithms `seamless:<name>`."""

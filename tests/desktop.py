@@ -55,11 +55,12 @@ def run_desktop(tmp_path, script: str, with_tensorflow: bool = True, checkout_pl
     this checkout is the plugin (QGIS_PLUGINPATH=.build/plugins) and is enabled; without, the profile is bare."""
     profile = tmp_path / "profile"
     ini = profile / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    ini.parent.mkdir(parents=True)
+    ini.parent.mkdir(parents=True, exist_ok=True)  # a second start in the same profile keeps what it holds
     ini.write_text("[PythonPlugins]\nseamless_inference=true\n" if checkout_plugin else "", encoding="utf-8")
     code = tmp_path / "desktop_script.py"
     code.write_text(PRELUDE + textwrap.dedent(script), encoding="utf-8")
     result = tmp_path / "desktop_result.json"
+    result.unlink(missing_ok=True)  # never a former start's report
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "QT_QPA_PLATFORM")}
     env.pop("QGIS_PLUGINPATH", None)
     env.update(QGIS_CUSTOM_CONFIG_PATH=str(profile), TF_CPP_MIN_LOG_LEVEL="2", SEAMLESS_DESKTOP_RESULT=str(result),

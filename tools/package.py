@@ -4,11 +4,12 @@
 
 The zip holds one folder, `seamless_inference/` (QGIS names the plugin after the folder that holds
 metadata.txt), with only what the plugin needs at run time: metadata.txt, __init__.py, unsupported_python.py,
-plugin.py, provider/, algorithms/, engine/, icons/, the sample (model, data and their README, model card, training
-script), models/ (the seed as a .model3), README.md, the pictures README.md shows, and LICENSE (plugins.qgis.org
-refuses a zip without it). Never tests/, tools/, bench/, the venv, build folders, caches or anything git ignores.
-Entries are sorted and dated 1980-01-01, so the same tree gives the same zip. tests/test_publishable.py checks the
-zip as plugins.qgis.org's upload validator and security scan do.
+plugin.py, requirements.txt (the TensorFlow version the installer pins), provider/, algorithms/, engine/, icons/,
+the sample (model, data and their README, model card, training script), models/ (the seed as a .model3),
+README.md, the pictures README.md shows, and LICENSE (plugins.qgis.org refuses a zip without it). Never tests/,
+tools/, bench/, the venv, build folders, caches or anything git ignores. Entries are sorted and dated 1980-01-01,
+so the same tree gives the same zip. tests/test_publishable.py checks the zip as plugins.qgis.org's upload
+validator and security scan do.
 """
 
 import argparse
@@ -21,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "seamless_inference"
-FILES = ("metadata.txt", "__init__.py", "unsupported_python.py", "plugin.py", "README.md", "LICENSE")
+FILES = ("metadata.txt", "__init__.py", "unsupported_python.py", "plugin.py", "README.md", "LICENSE",
+         "requirements.txt")  # requirements.txt: the TensorFlow pin the installer reads
 FOLDERS = ("provider", "algorithms", "engine", "icons", "sample", "models")
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".partial.tif", "~")
