@@ -4,9 +4,10 @@
 # Works as root and as a user with sudo. Everything else (venv, plugin link, QGIS profile) stays in the checkout.
 
 SHELL := /bin/bash
-# fonts-open-sans: QGIS 3.40 downloads Open Sans at start-up without it ("font installation failed")
+# fonts-open-sans: QGIS 3.40 downloads Open Sans at start-up without it ("font installation failed");
+# python3-pip: the plugin's installer (seamless:installdependencies) runs pip with QGIS's own Python
 APT_PACKAGES := qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-matplotlib python3-venv \
-                xvfb xauth fonts-open-sans
+                python3-pip xvfb xauth fonts-open-sans
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -89,7 +90,7 @@ demo: install
 	$(PY) tools/demo.py
 
 test: install otb otbtf
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # the same `make test` on Debian 13 (QGIS 3.40 LTR, Python 3.13, numpy 2) in a debootstrap root kept outside the
 # checkout (/var/cache/seamless-inference/trixie; TRIXIE_ROOT to move it), on a clone of HEAD; root or sudo

@@ -8,11 +8,12 @@
 #
 #   tools/test-trixie.sh [TARGET]      TARGET: test (default), demo, ...
 #   TRIXIE_REBUILD=1 tools/test-trixie.sh    rebuild the root from nothing
+#   PYTEST_ARGS="tests/test_qgis_process.py" tools/test-trixie.sh    some tests only
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=${1:-test}
 root=${TRIXIE_ROOT:-/var/cache/seamless-inference/trixie}
-if [ "$(id -u)" != 0 ]; then exec sudo --preserve-env=TRIXIE_ROOT,TRIXIE_REBUILD "$0" "$@"; fi
+if [ "$(id -u)" != 0 ]; then exec sudo --preserve-env=TRIXIE_ROOT,TRIXIE_REBUILD,PYTEST_ARGS "$0" "$@"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # the Debian mirror apt already uses here (deb822 or one-line sources), else Debian's own
@@ -73,7 +74,7 @@ bind "$here" "$root/mnt/checkout" ro
 
 # a clean environment, as on a fresh machine: no venv, no host Python or pip settings
 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb \
-    CI="${CI:-}" TARGET="$target" chroot "$root" /bin/bash -euo pipefail -c '
+    CI="${CI:-}" TARGET="$target" PYTEST_ARGS="${PYTEST_ARGS:-}" chroot "$root" /bin/bash -euo pipefail -c '
   update-ca-certificates >/dev/null 2>&1
   git config --global --add safe.directory "*"
   rm -rf /work/main && git clone -q /mnt/checkout /work/main
