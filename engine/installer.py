@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .dependencies import (NUMPY_FOR_TENSORFLOW, module_in_use, numpy_requirement, python_executable,
                            tensorflow_version, version_tuple)
 from .errors import Cancelled, DependencyMissing
+from .paths import process_alive
 from .signals import signals_cancel
 
 NEEDED_BYTES = 2_500_000_000  # measured: TensorFlow 2.21 with its dependencies takes 1.6 GB once unpacked
@@ -140,19 +141,6 @@ def remove_stale(folder: str) -> None:
         match = re.match(re.escape(PARTIAL) + r"(\d+)-", name)
         if match and not process_alive(int(match[1])):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    """True when the process runs (or cannot be told: Windows, whose os.kill would end it)."""
-    if pid == os.getpid() or os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def work_folder(parent: str, suffix: str) -> str:

@@ -136,7 +136,7 @@ def remove_stale_partials(path: str) -> list:
         return removed
     for entry in entries:
         match = _PARTIAL.match(entry)
-        if not match or match["name"] != name or _alive(int(match["pid"])):
+        if not match or match["name"] != name or process_alive(int(match["pid"])):
             continue
         if entry.endswith(".parts"):  # the Dask backend's folder of part files
             shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
@@ -151,8 +151,9 @@ def remove_stale_partials(path: str) -> list:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+def process_alive(pid: int) -> bool:
+    """True when the process runs (or cannot be told: on Windows os.kill(pid, 0) would end it)."""
+    if pid == os.getpid() or os.name != "posix":
         return True
     try:
         os.kill(pid, 0)
