@@ -19,6 +19,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source, run_inference)
+from ..engine.card import read_card
 from ..engine.class_map import complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
 from .compat import ADVANCED, DOUBLE, FOLDER, INTEGER, RASTER
@@ -28,10 +29,13 @@ from .styling import load_classes, load_styled
 ICONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons")
 README_URL = "https://github.com/seamless-inference/seamless_inference#"
 MAX_SOURCES = 3
-SOURCE_DEFAULT_RFIELDS = (128, 0, 0)  # the seed's PAN 128; 0 = the ground of source 1's (XS 32 for the seed), as in
-                                      # Model analysis: setting only source 1's gives every source its size
+SOURCE_DEFAULT_RFIELDS = (0, 0, 0)  # 0 = Auto: the model card's; else 128 for source 1 (the seed's PAN) and the ground
+                                    # of source 1's for the others (XS 32 for the seed), as in Model analysis
+FALLBACK_RFIELD = 128
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubicspline", "lanczos", "average")
 _SOURCE_FIELD = re.compile(r"^sources\[(\d+)\](?:\.(\w+))?$")
-_SOURCE_SUFFIXES = {"rfield": "_RFIELD", "placeholder": "_PLACEHOLDER", "nodata": "_NODATA"}
+_SOURCE_SUFFIXES = {"rfield": "_RFIELD", "placeholder": "_PLACEHOLDER", "nodata": "_NODATA", "bands": "_BANDS",
+                    "scale": "_SCALE", "offset": "_OFFSET"}
 _FIELD_PARAMETERS = {"model_dir": "MODEL", "output_path": "OUTPUT"}
 MODEL_HELP = ("The TensorFlow SavedModel: the folder that holds saved_model.pb (what model.export() or "
               "tf.saved_model.save() wrote). A SavedModel is code: load only models you trust.")
@@ -242,17 +246,30 @@ class ModelAlgorithm(SeamlessAlgorithm):
             rfield = self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_RFIELD"), self.tr("Source {}: receptive field").format(index),
                 INTEGER, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0),
-                "The input block the model sees, in pixels of this source"
-                + (" (0 = the same ground size as source 1's)." if index > 1 else "."))
+                "The input block the model sees, in pixels of this source (0 = Auto: the model card's; without one, "
+                + ("the same ground size as source 1's)." if index > 1 else "128).")))
             self.addParameter(rfield if index < 3 else self.advanced(rfield))
             placeholder = self.explained(QgsProcessingParameterString(
                 self.source_key(index, "_PLACEHOLDER"), self.tr("Source {}: placeholder").format(index),
-                optional=True), "The model input this source feeds (empty = the inputs in alphabetical order).")
+                optional=True), "The model input this source feeds (empty = the model card's; without one, the "
+                "inputs in alphabetical order).")
             self.addParameter(self.advanced(placeholder))
             self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
                 self.source_key(index, "_NODATA"), self.tr("Source {}: no-data value").format(index),
                 DOUBLE, optional=True),
-                "Tiles entirely no-data are skipped; output pixels over no-data get the background value.")))
+                "Tiles entirely no-data are skipped; output pixels over no-data get the background value (empty = "
+                "the model card's, else the raster's).")))
+            self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
+                self.source_key(index, "_BANDS"), self.tr("Source {}: bands").format(index), optional=True),
+                "The bands to feed, in the model's order, numbered from 1 over the source's rasters, e.g. 3,2,1 "
+                "(empty = the model card's, else all).")))
+            self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
+                self.source_key(index, "_SCALE"), self.tr("Source {}: scale").format(index), optional=True),
+                "Value fed to the model = raster value x scale + offset: one number, or one per fed band, comma "
+                "separated, e.g. 0.0001 (empty = the model card's, else 1). No-data is recognised before scaling.")))
+            self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
+                self.source_key(index, "_OFFSET"), self.tr("Source {}: offset").format(index), optional=True),
+                "Added after the scale: one number, or one per fed band (empty = the model card's, else 0).")))
 
     def nodata_value(self, parameters, key: str, context) -> float | None:
         """A no-data parameter: None when empty; text that is not a number is refused (QGIS would read 0)."""
@@ -287,12 +304,50 @@ class ModelAlgorithm(SeamlessAlgorithm):
             if rfield == 0 and index == 1:
                 raise QgsProcessingException(self.tr(
                     "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
+            if rfield == 0 and index == 1 and not self.card_gives_rfield(parameters, context):
+                rfield = FALLBACK_RFIELD
             placeholder = self.parameterAsString(parameters, self.source_key(index, "_PLACEHOLDER"), context)
             nodata_key = self.source_key(index, "_NODATA")
             nodata = self.nodata_value(parameters, nodata_key, context)
+            bands = self.numbers(parameters, self.source_key(index, "_BANDS"), context, whole=True)
+            scale = self.numbers(parameters, self.source_key(index, "_SCALE"), context)
+            offset = self.numbers(parameters, self.source_key(index, "_OFFSET"), context)
             sources.append(Source(tuple(paths), (rfield, rfield) if rfield else None, placeholder.strip() or None,
-                                  nodata))
+                                  nodata, bands, scale, offset))
         return sources
+
+    def card_gives_rfield(self, parameters, context) -> bool:
+        """Whether the model's card gives source 1's receptive field (a card that does not validate is refused
+        later, by the engine, with its key named)."""
+        model_dir = self.parameterAsFile(parameters, self.MODEL, context)
+        try:
+            card = read_card(model_dir) if model_dir and os.path.isdir(model_dir) else None
+        except EngineError:
+            return True  # the engine names what is wrong with it
+        return bool(card and card.sources and card.sources[0].rfield)
+
+    def numbers(self, parameters, key: str, context, whole: bool = False) -> tuple | None:
+        """A comma-separated list of numbers (band numbers when `whole`), or None when empty."""
+        if self.parameterDefinition(key) is None:
+            return None
+        text = self.parameterAsString(parameters, key, context).strip()
+        if not text:
+            return None
+        values = []
+        for word in text.replace(";", ",").split(","):
+            word = word.strip()
+            try:
+                values.append(int(word) if whole else float(word))
+            except ValueError:
+                raise QgsProcessingException(self.tr(
+                    "{!r} is not {}; give {} separated by commas, e.g. {} [parameter {}].").format(
+                    word, self.tr("a band number") if whole else self.tr("a number"),
+                    self.tr("band numbers from 1") if whole else self.tr("one number or one per band"),
+                    "3,2,1" if whole else "0.0001", key)) from None
+            if whole and values[-1] < 1:
+                raise QgsProcessingException(self.tr(
+                    "Band {} does not exist: bands are numbered from 1 [parameter {}].").format(values[-1], key))
+        return tuple(values)
 
 
 class InferenceAlgorithm(ModelAlgorithm):
@@ -315,6 +370,7 @@ class InferenceAlgorithm(ModelAlgorithm):
     CLASS_MAP = "CLASS_MAP"
     CLASS_TABLE = "CLASS_TABLE"
     CONFIDENCE = "CONFIDENCE"
+    RESAMPLE = "RESAMPLE"
 
     # option labels stay short (a combo box is as wide as its longest option); the explanation is the help
     EXTENT_MODE_LABELS = ("Full", "OTBTF")
@@ -352,6 +408,12 @@ class InferenceAlgorithm(ModelAlgorithm):
             "Empty = this process. A Dask scheduler address (tcp://host:8786) spreads the tiles over its workers, "
             "which must reach the model, the rasters and the output folder; local or local:N starts N worker "
             "processes on this machine. The pixels are the same.")))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
+            self.RESAMPLE, self.tr("Resample to the model's pixel size"),
+            [self.tr("No: refuse a pixel size 10 % off the model card's")] + list(RESAMPLINGS), defaultValue=0),
+            "When a source's pixel size is more than 10 % off the one its model card gives (pixel_size), the run "
+            "is refused; a resampling here warps that source on the fly (a GDAL warped VRT) to the model's pixel "
+            "size, and the output is then on the resampled grid (source 1's pixel size becomes the card's).")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
             self.SPCSCALE, self.tr("Output spacing scale"), DOUBLE, 1.0,
             minValue=0.0001), "Output pixel = source 1 pixel x scale (OTBTF's output.spcscale).")))
@@ -378,8 +440,8 @@ class InferenceAlgorithm(ModelAlgorithm):
             self.CLASS_TABLE, self.tr("Class table"), optional=True,
             fileFilter="Class tables (*.csv *.qml *.clr *.txt)"),
             "The names and colours of the class map's classes: a CSV value,name,color (#rrggbb), a QGIS style "
-            "(.qml, Paletted/Unique values) or a colour map (.clr: value r g b a name). Empty = class 0..N-1 in a "
-            "qualitative palette. The sample's: sample/classes.csv."))
+            "(.qml, Paletted/Unique values) or a colour map (.clr: value r g b a name). Empty = the model card's classes, "
+            "else class 0..N-1 in a qualitative palette. The sample's: sample/classes.csv."))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterBoolean(
             self.CONFIDENCE, self.tr("Class map confidence band"), defaultValue=False),
             "Band 2 of the class map: the winning class's score in percent (0..100).")))
@@ -415,6 +477,7 @@ class InferenceAlgorithm(ModelAlgorithm):
             extent_mode=EXTENT_MODES[self.parameterAsEnum(parameters, self.EXTENT_MODE, context)],
             padding=PADDINGS[self.parameterAsEnum(parameters, self.PADDING, context)],
             tile_size=tile or None, batch_size=batch or None, valid_part=self.VALID_PART,
+            resample=([None] + list(RESAMPLINGS))[self.parameterAsEnum(parameters, self.RESAMPLE, context)],
             data_type=self.DATA_TYPE_NAMES[self.parameterAsEnum(parameters, self.DATA_TYPE, context)],
             compression=COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)])
 
@@ -445,7 +508,7 @@ class InferenceAlgorithm(ModelAlgorithm):
             band = self.parameterAsInt(parameters, self.DISPLAY_BAND, context) or result.display_band or 1
             load_styled(context, output, name, band, under=class_map)  # the class map is what shows
         if class_map:
-            entries = complete_table(table, plan.bands)[0]
+            entries = complete_table(result.class_table, plan.bands)[0]
             load_classes(context, class_map, self.tr("{} - class map").format(name),
                          [(e.value, e.color, e.name) for e in entries])
         return {self.OUTPUT: output, self.CLASS_MAP: class_map}

@@ -1,11 +1,13 @@
 """Model analysis: the receptive field and valid part of a SavedModel, read from its graph and measured."""
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber, QgsProcessingOutputString,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
 from ..engine import DependencyMissing, EngineError, analyse_model
+from ..engine.card import write_card
+from ..engine.class_map import read_class_table
 from ..engine.reports import analysis_html
 from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
 from .compat import FOLDER, INTEGER, RASTER
@@ -27,6 +29,9 @@ class ModelAnalysis(ModelAlgorithm):
     RFIELD = "RFIELD"
     TOTAL_STRIDE = "TOTAL_STRIDE"
     OUTPUT_NAME = "OUTPUT_NAME"
+    WRITE_CARD = "WRITE_CARD"
+    CLASS_TABLE = "CLASS_TABLE"
+    CARD = "CARD"
 
     def name(self) -> str:
         """Stable id: seamless:modelanalysis."""
@@ -62,6 +67,17 @@ class ModelAnalysis(ModelAlgorithm):
         self.addParameter(output)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
+        self.addParameter(self.explained(QgsProcessingParameterBoolean(
+            self.WRITE_CARD, self.tr("Write the model card"), defaultValue=False),
+            "Write (or update) the model's card, <model>/assets.extra/seamless.json: the placeholders, sizes and "
+            "output analysed, and this measurement with the model's fingerprint, so that inference needs only the "
+            "model and the images and measures nothing on another machine. What an author wrote in it (bands, "
+            "scaling, pixel sizes, classes) is kept."))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterFile(
+            self.CLASS_TABLE, self.tr("Class table for the model card"), optional=True,
+            fileFilter="Class tables (*.csv *.qml *.clr *.txt)"),
+            "Classes to write into the model card (CSV value,name,color, .qml or .clr), with Write the model card.")))
+        self.addOutput(QgsProcessingOutputFile(self.CARD, self.tr("Model card")))
         self.addOutput(QgsProcessingOutputString(self.OUTPUT_NAME, self.tr("Output name to serve")))
         self.addOutput(QgsProcessingOutputNumber(self.CROP, self.tr("Crop (output pixels a side)")))
         self.addOutput(QgsProcessingOutputNumber(self.RFIELD, self.tr("Receptive field (source 1 pixels)")))
@@ -90,6 +106,15 @@ class ModelAnalysis(ModelAlgorithm):
                 name or None, placeholders=placeholders, progress=lambda f: feedback.setProgress(100.0 * f))
         except (EngineError, DependencyMissing) as exc:
             raise self.fail(exc) from exc
+        card = None
+        if self.parameterAsBoolean(parameters, self.WRITE_CARD, context):
+            try:
+                table_path = self.parameterAsFile(parameters, self.CLASS_TABLE, context)
+                classes = read_class_table(table_path) if table_path else None
+                card = write_card(analysis.model_dir, analysis, classes)
+            except EngineError as exc:
+                raise self.fail(exc) from exc
+            feedback.pushInfo(self.tr("Model card written: {}.").format(card))
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         with open(report, "w", encoding="utf-8") as handle:
             handle.write(analysis_html(analysis))
@@ -116,6 +141,6 @@ class ModelAnalysis(ModelAlgorithm):
             feedback.pushWarning(self.tr(
                 "No exact pixel fits a {} px tile of source 1 (the model loses {} px on a side of it), and no "
                 "size up to 64 times larger gave one: EFIELD is 0.").format(analysis.rfield, analysis.exact_crop))
-        return {self.REPORT: report, self.OUTPUT_NAME: served.recommended_output,
+        return {self.REPORT: report, self.CARD: card, self.OUTPUT_NAME: served.recommended_output,
                 self.CROP: served.recommended_crop(), self.RFIELD: served.rfield, self.EFIELD: served.efield,
                 self.TOTAL_STRIDE: served.total_stride}

@@ -16,117 +16,30 @@ from math import ceil, gcd, lcm
 import numpy as np
 
 from . import measure_cache
+from .card import card_measurement, read_card
 from .errors import EngineError, source_field
 from .graph import Theory, read_theory
+from .measurement import DATA_SCALES, Measurement, Setup, recommended_crop  # noqa: F401 (public here too)
 from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
 from .probe import ProbeResult, ProbeSource, probe_model
 from .sizes import source_sizes
 
-# Random virtual images: normalised data and raw digital numbers (the sample's PAN and XS are about 100..1600)
-DATA_SCALES = ((0.0, 1.0), (500.0, 250.0))
-DATA_TEXT = "random normal noise, " + " and ".join(f"mean {m:g} std {s:g}" for m, s in DATA_SCALES)
 
-
-@dataclass(frozen=True)
-class Setup:
-    """What a measurement depends on: the output measured, the placeholders in source order, each source's
-    size (w, h) in its own pixels and pixel size (x, y) in source-1 pixels."""
-
-    output_name: str
-    placeholders: tuple
-    sizes: tuple
-    ratios: tuple
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """The border behaviour of one output for tiles of the setup's sizes: measured and read from the graph.
-
-    probe: the measurement (the largest loss and stride over the data scales); theory: the graph's table and
-    windows (None when the graph could not be read at all); output_pixel: (x, y) in source-1 pixels.
-    """
-
-    setup: Setup
-    probe: ProbeResult
-    theory: Theory | None
-    output_pixel: tuple
-    data: str = DATA_TEXT
-
-    @property
-    def tile_output(self) -> tuple:
-        """(w, h) of the output for one tile of the setup's sizes (output pixels)."""
-        return self.probe.tile_output
-
-    @property
-    def theory_window(self) -> tuple | None:
-        """Exact output pixels by the graph, ((x_first, x_end), (y_first, y_end)), or None when not followed."""
-        geo = self.theory.outputs.get(self.setup.output_name) if self.theory else None
-        return geo.window if geo else None
-
-    @property
-    def theory_lost(self) -> tuple | None:
-        """Pixels the graph says a tile border pollutes: (left, top, right, bottom), or None."""
-        window = self.theory_window
-        if window is None:
-            return None
-        (x0, x1), (y0, y1) = window
-        w, h = self.theory.outputs[self.setup.output_name].size
-        return (x0, y0, w - x1, h - y1) if x1 > x0 and y1 > y0 else (w, h, w, h)
-
-    @property
-    def lost(self) -> tuple:
-        """Pixels polluted by a tile border, (left, top, right, bottom): the larger of both answers."""
-        theory = self.theory_lost
-        return self.probe.lost if theory is None else tuple(max(a, b) for a, b in zip(self.probe.lost, theory))
-
-    @property
-    def exact_crop(self) -> int:
-        """Smallest symmetric crop (output pixels a side) that keeps only exact pixels."""
-        return max(self.lost)
-
-    @property
-    def stride(self) -> tuple:
-        """Measured total stride (x, y) in source-1 pixels: tile origins must be multiples of it."""
-        return self.probe.stride
-
-    @property
-    def total_stride(self) -> int:
-        """The larger total stride of both axes."""
-        return max(self.probe.stride)
-
-    def crop_to_serve(self, available) -> int:
-        """The crop (output pixels a side) to serve among `available` crops: see `recommended_crop`."""
-        return recommended_crop(available, self.exact_crop, self.total_stride, min(self.tile_output),
-                                self.output_pixel[0])
-
-
-def recommended_crop(available, exact_crop: int, stride: int, size: int, pixel=1) -> int:
-    """The crop (output pixels a side) to serve: the smallest of `available` that keeps only exact pixels, leaves
-    an expression field (2 x crop < `size`, the tile's output size) and keeps OTBTF-style tiles on the total-stride
-    lattice (2 x crop x `pixel` a multiple of `stride`; `pixel` = an output pixel in source-1 pixels); when none
-    does, the exact crop rounded up to that lattice (the engine then crops the raw output itself)."""
-    def on_lattice(crop):
-        return (2 * crop * pixel) % stride == 0
-
-    fits = sorted(c for c in available if exact_crop <= c and 0 < c and 2 * c < size and on_lattice(c))
-    if fits:
-        return fits[0]
-    crop = exact_crop
-    while not on_lattice(crop):
-        crop += 1
-    return crop
-
-
-def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5, progress=None) -> Measurement:
+def measure(model: SavedModel, setup: Setup, tolerance: float = 1e-5, progress=None, card=None) -> Measurement:
     """The model's border behaviour for `setup`, measured once per model fingerprint and setup: cached on the
-    loaded model, and on disk (engine.measure_cache) for the next process. progress(fraction) per model run."""
+    loaded model, found in the model card (`card`, engine.card: written by Model analysis for this fingerprint),
+    or on disk (engine.measure_cache) for the next process. progress(fraction) per model run. The answer's
+    `origin` says where it came from."""
     key = (model.fingerprint, setup, tolerance)
     if key not in model.measurements:
-        found = measure_cache.load(key)
+        found = card_measurement(card, setup) if tolerance == 1e-5 else None
+        if found is None:
+            found = measure_cache.load(model.fingerprint, setup, tolerance)
+            found = replace(found, origin="the measurement cache") if found else None
         if found is None:
             found = _measure(model, setup, tolerance, progress)
-            measure_cache.store(key, found)
+            measure_cache.store(model.fingerprint, setup, tolerance, found)
         model.measurements[key] = found
     return model.measurements[key]
 
@@ -361,6 +274,10 @@ def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None =
     base = split_crop(wanted)[0]
     base = base if signature.output(base) is not None else wanted
     model = SavedModel.load(model_dir)
+    try:
+        card = read_card(model_dir, signature, model.fingerprint)
+    except EngineError:
+        card = None  # a card that does not validate: the analysis measures (writing the card says what is wrong)
 
     def accepts(trial_sizes: dict) -> bool:
         feeds = {p: np.zeros((1, s[1], s[0], signature.input(p).channels or 1), np.float32)
@@ -375,7 +292,7 @@ def analyse_model(model_dir: str, sizes, rasters=None, output_name: str | None =
     ratios = tuple(tuple(Fraction(s[a], steps[0][a]) for a in (0, 1)) for s in steps)
 
     def analysis(at_sizes, report=None):
-        measured = measure(model, Setup(base, tuple(placeholders), tuple(at_sizes), ratios), tolerance, report)
+        measured = measure(model, Setup(base, tuple(placeholders), tuple(at_sizes), ratios), tolerance, report, card)
         return ModelAnalysis(model_dir, base, tuple(placeholders), tuple(at_sizes), ratios, measured,
                              signature.crops_of(base), tuple(notes))
 

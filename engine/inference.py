@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends import OTBTF_BACKEND, TENSORFLOW_BACKEND, Monitor, call_size, choose_backend
+from .card import read_card
 from .class_map import ClassMapSink, most_contrast_band
 from .errors import EngineError
 from .model import SavedModel
@@ -37,6 +38,7 @@ class InferenceResult:
     device: str
     class_map: str | None = None  # the class map's path, when one was asked
     display_band: int | None = None  # the output's band with the most contrast on its first tile (from 1)
+    class_table: tuple | None = None  # the class map's classes: given, or the model card's
 
 
 def run_inference(request: InferenceRequest, output_path: str | None = None, progress=None, is_canceled=None,
@@ -53,11 +55,17 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     pixels are the same as here.
     class_map: also write the argmax of the output (class scores) as a Byte GeoTIFF there, in the same pass
     (engine.class_map), with its score in percent as band 2 when `confidence`; class_table: its classes
-    (`read_class_table`). output_path may then be None: the class map alone. TensorFlow backend, in process.
+    (`read_class_table`; None: the model card's, if any). output_path may then be None: the class map alone.
+    TensorFlow backend, in process.
     """
     started = time.perf_counter()
     say = log_info or log.info
     with gdal_session(), signals_cancel(is_canceled) as is_canceled:
+        if class_map and class_table is None and request.use_card:
+            card = read_card(request.model_dir) if os.path.isdir(request.model_dir or "") else None
+            if card is not None and card.classes:
+                class_table = card.classes
+                say(f"Classes: {len(card.classes)}, from the model card.")
         if sink is None and class_map:
             sink = class_map_sink(request, output_path, class_map, confidence, class_table, backend, cluster, say)
         elif sink is None:
@@ -81,7 +89,8 @@ def run_inference(request: InferenceRequest, output_path: str | None = None, pro
     say(f"Wrote {written} in {seconds:.1f} s ({width * height / max(seconds, 1e-9) / 1e6:.2f} Mpx/s "
         "of output" + (f", {stats.skipped} empty tile(s) skipped" if stats.skipped else "") + ").")
     display_band = most_contrast_band(path) if path and output_path and plan.bands > 1 else None
-    return InferenceResult(path, plan, stats.tiles, stats.skipped, seconds, stats.device, class_map, display_band)
+    return InferenceResult(path, plan, stats.tiles, stats.skipped, seconds, stats.device, class_map, display_band,
+                           class_table)
 
 
 def class_map_sink(request: InferenceRequest, output_path: str | None, class_map: str, confidence: bool,

@@ -1,19 +1,22 @@
 """The measurement, kept on disk between processes: a new qgis_process or QGIS session does not run the model
 twenty-odd times again for a model and setup it has measured before (0.7-1 s for the sample, more for larger
-models). Keyed by the SavedModel's fingerprint (its graph and variable index), the setup and the engine's
-measurement version; a missing, unreadable or foreign file only means measuring again.
+models). Keyed by the SavedModel's fingerprint (its graph and variable index), the setup and the tolerance.
 
 Where: $SEAMLESS_CACHE_DIR, else $XDG_CACHE_HOME/seamless_inference, else ~/.cache/seamless_inference; an empty
-SEAMLESS_CACHE_DIR turns it off. Files are pickles read back with only the engine's own value types allowed.
+SEAMLESS_CACHE_DIR turns it off. Files are JSON data (engine.measurement's form, with its version, the fingerprint,
+the setup and the tolerance), validated field by field when read: a cache folder may be shared by a team on a
+network drive, so nothing in it is ever run. A missing, damaged, foreign or stale file only means measuring again,
+and files of any other name (an old pickle included) are never opened.
 """
 
 import hashlib
+import json
 import os
-import pickle  # nosec B403  # read back only through _EngineValues, which refuses all but engine values
 import uuid
 
-VERSION = 1  # raise when the measurement changes: older files are then ignored
-_ALLOWED = {("fractions", "Fraction"), ("builtins", "frozenset"), ("builtins", "set")}
+from .measurement import VERSION, Measurement, from_json, setup_json, to_json
+
+MAX_BYTES = 16 * 1024 * 1024  # a measurement is a few kB (the sample's: 9 kB); anything larger is not one
 
 
 def folder() -> str | None:
@@ -25,47 +28,54 @@ def folder() -> str | None:
     return os.path.join(base, "seamless_inference")
 
 
-def _path(key) -> str | None:
+def _header(fingerprint: str, setup, tolerance: float) -> dict:
+    return {"version": VERSION, "fingerprint": fingerprint, "tolerance": tolerance, "setup": setup_json(setup)}
+
+
+def _path(header: dict) -> str | None:
     where = folder()
     if where is None:
         return None
-    digest = hashlib.sha256(repr((VERSION, key)).encode()).hexdigest()[:24]
-    return os.path.join(where, f"measurement-{digest}.pickle")
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:24]
+    return os.path.join(where, f"measurement-{digest}.json")
 
 
-class _EngineValues(pickle.Unpickler):
-    """Unpickles only the engine's dataclasses, fractions and plain containers."""
+def read_json(path: str, limit: int = MAX_BYTES):
+    """The JSON value in `path`, or None when the file is missing, too large, not UTF-8 JSON or unreadable."""
+    try:
+        if os.path.getsize(path) > limit:
+            return None
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError, RecursionError):
+        return None
 
-    def find_class(self, module, name):
-        package = __name__.rsplit(".", 1)[0]
-        if module.startswith(package + ".") or (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not an engine value")
 
-
-def load(key):
-    """The stored measurement of `key`, or None."""
-    path = _path(key)
-    if path is None or not os.path.isfile(path):
+def load(fingerprint: str, setup, tolerance: float) -> Measurement | None:
+    """The stored measurement of this model, setup and tolerance, or None."""
+    header = _header(fingerprint, setup, tolerance)
+    path = _path(header)
+    record = read_json(path) if path and os.path.isfile(path) else None
+    if not isinstance(record, dict) or {k: record.get(k) for k in header} != header:
         return None
     try:
-        with open(path, "rb") as handle:
-            stored_key, value = _EngineValues(handle).load()
-    except Exception:  # noqa: BLE001 (a damaged or foreign file: measure again)
+        found = from_json(record.get("measurement"))
+    except (ValueError, TypeError, ZeroDivisionError):
         return None
-    return value if stored_key == key else None
+    return found if found.setup == setup else None
 
 
-def store(key, value) -> None:
-    """Keep `value` for `key` (written under a temporary name, then renamed); silent when it cannot."""
-    path = _path(key)
+def store(fingerprint: str, setup, tolerance: float, measurement: Measurement) -> None:
+    """Keep `measurement` (written under a temporary name, then renamed); silent when it cannot."""
+    header = _header(fingerprint, setup, tolerance)
+    path = _path(header)
     if path is None:
         return
     temp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(temp, "wb") as handle:
-            pickle.dump((key, value), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump({**header, "measurement": to_json(measurement)}, handle)
         os.replace(temp, path)
     except OSError:
         if os.path.exists(temp):

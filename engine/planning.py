@@ -17,6 +17,7 @@ from .analysis import Measurement, Setup, measure, valid_output
 from .errors import EngineError, source_field
 from .memory import check_memory
 from .model import SavedModel, read_signature, split_crop
+from .preparing import fed_channels, prepare
 from .raster import gdal_session, raster_info, same_crs
 from .sizes import assign_placeholders
 from .request import EXTENT_MODES, FULL, OTBTF, PADDINGS, InferenceRequest, source_names
@@ -100,8 +101,9 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
         raise EngineError(f"The crop must be 0 or more output pixels (got {request.crop}).", "crop")
     names = source_names(len(request.sources))
     signature = model.signature if model else read_signature(request.model_dir)
+    request, notes, card = prepare(request, signature)
+    notes = list(notes)
     infos, channels = _read_sources(request, names)
-    notes = []
     declared = [replace(s, nodata=i.nodata) if s.nodata is None and i.nodata is not None else s
                 for s, i in zip(request.sources, infos)]
     for name, given, used in zip(names, request.sources, declared):
@@ -125,7 +127,9 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
         model = model or SavedModel.load(request.model_dir)
         ratios = tuple((Fraction(ax.step, lattice.sources_x[0].step), Fraction(ay.step, lattice.sources_y[0].step))
                        for ax, ay in zip(lattice.sources_x, lattice.sources_y))
-        measurement = measure(model, Setup(base, tuple(placeholders), tuple(rfields), ratios))
+        measurement = measure(model, Setup(base, tuple(placeholders), tuple(rfields), ratios), card=card)
+        if measurement.origin != "measured":
+            notes.append(f"Measurement of {base}: from {measurement.origin} (no probe run).")
         _check_output_pixel(measurement, lattice, request.spcscale)
         if choose_crop:
             name, engine_crop = valid_output(signature, measurement, base)
@@ -219,7 +223,7 @@ def _read_sources(request: InferenceRequest, names: list) -> tuple:
             raise EngineError(f"{name}: {stack[0].path} has no georeferencing, so its pixels cannot be paired with "
                               "the other sources'; georeference it (or give a single source).", source_field(index))
         infos.append(stack[0])
-        channels.append(sum(i.bands for i in stack))
+        channels.append(fed_channels(source, sum(i.bands for i in stack)))
     for index, (info, name) in enumerate(zip(infos[1:], names[1:]), start=1):
         if not same_crs(info.crs_wkt, infos[0].crs_wkt):
             raise EngineError(f"{name} is not in the same CRS as source 1; reproject it onto source 1's grid "

@@ -168,13 +168,17 @@ class SourceReader:
     so a pixel's value never depends on the window that read it.
     """
 
-    def __init__(self, paths: list, padding: str = MIRROR, name: str = "source", field: str | None = None):
+    def __init__(self, paths: list, padding: str = MIRROR, name: str = "source", field: str | None = None,
+                 bands: tuple | None = None):
         self.paths, self.name, self.field = list(paths), name, field
         self.datasets = [gdal.Open(p, gdal.GA_ReadOnly) for p in paths]
         self.width = self.datasets[0].RasterXSize
         self.height = self.datasets[0].RasterYSize
         self.padding = padding
-        self.bands = sum(ds.RasterCount for ds in self.datasets)
+        # bands: channels numbered from 1 over the stack, in the order to feed: (dataset, band) of each
+        stack = [(d, b) for d, ds in enumerate(self.datasets) for b in range(1, ds.RasterCount + 1)]
+        self.selection = None if bands is None else [stack[b - 1] for b in bands]
+        self.bands = len(stack) if bands is None else len(bands)
 
     def read(self, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         """The window [x0, x0 + width) x [y0, y0 + height) in source pixels, padded where outside."""
@@ -196,6 +200,12 @@ class SourceReader:
 
     def _read_block(self, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         out = np.empty((height, width, self.bands), np.float32)
+        if self.selection is not None:  # the chosen bands, each read once, in the order asked
+            for channel, (d, band) in enumerate(self.selection):
+                ds = self.datasets[d]
+                out[:, :, channel] = read_pixels(lambda: ds.GetRasterBand(band).ReadAsArray(x0, y0, width, height),
+                                                 self.paths[d], f"{self.name}: ", self.field)
+            return out
         channel = 0
         for path, ds in zip(self.paths, self.datasets):
             data = read_pixels(lambda: ds.ReadAsArray(x0, y0, width, height), path, f"{self.name}: ", self.field)

@@ -20,12 +20,18 @@ class Source:
 
     rfield None (or 0) for a source after the first: the same ground as source 1's receptive field, in this
     source's pixels (PAN 128 at 0.6 m gives XS 32 at 2.4 m).
+    bands: the channels to feed, numbered from 1 over the stacked rasters, in the model's order (None: all).
+    scale, offset: value fed to the model = raster value x scale + offset, one number or one per fed band
+    (None: 1 and 0). No-data is recognised on the raster's own values, before scaling.
     """
 
     paths: tuple
     rfield: tuple | None
     placeholder: str | None = None
     nodata: float | None = None
+    bands: tuple | None = None
+    scale: tuple | None = None
+    offset: tuple | None = None
 
     def __post_init__(self):
         """The obvious forms from Python: one path as a string, a square receptive field as one int."""
@@ -39,6 +45,31 @@ class Source:
         object.__setattr__(self, "rfield", pair(self.rfield, "receptive field", "sources"))
         if self.nodata is not None:
             object.__setattr__(self, "nodata", number(self.nodata, "no-data value", "sources"))
+        if self.bands is not None:
+            bands = (self.bands,) if isinstance(self.bands, int) else self.bands
+            try:
+                bands = tuple(int(b) for b in bands)
+            except (TypeError, ValueError) as exc:
+                raise EngineError(f"The bands must be band numbers from 1, e.g. (3, 2, 1) (got {self.bands!r}).",
+                                  "sources") from exc
+            if not bands or min(bands) < 1 or bands != tuple(self.bands if not isinstance(self.bands, int)
+                                                             else (self.bands,)):
+                raise EngineError(f"The bands must be band numbers from 1, e.g. (3, 2, 1) (got {self.bands!r}).",
+                                  "sources")
+            object.__setattr__(self, "bands", bands)
+        for name in ("scale", "offset"):
+            value = getattr(self, name)
+            if value is not None:
+                values = (value,) if isinstance(value, (int, float)) else value
+                try:
+                    values = tuple(number(v, name, "sources") for v in values)
+                except TypeError as exc:
+                    raise EngineError(f"The {name} must be a number or one number per band (got {value!r}).",
+                                      "sources") from exc
+                if not values:
+                    raise EngineError(f"The {name} must be a number or one number per band (got {value!r}).",
+                                      "sources")
+                object.__setattr__(self, name, values)
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,10 @@ class InferenceRequest:
     """Everything TensorflowModelServe takes, plus the plugin's extent mode, padding and tiling choices.
 
     output_names: empty = the model's raw output (its first output that is not a `_cropN`).
+    resample: a source whose pixel size differs from the model card's by more than 10 % is refused, unless this
+    names a GDAL resampling (nearest, bilinear, cubic, cubicspline, lanczos, average): the source is then warped
+    on the fly to the card's pixel size (a VRT), and the output is on that grid.
+    use_card: take what the request leaves empty from the model card (assets.extra/seamless.json), if any.
     valid_part: serve the valid part of that output: its smallest `_cropN` that keeps only exact pixels,
     measured on the model, or the raw output cropped by the engine when the model has none fitting.
     efield: output pixels (x, y); None = source 1's receptive field minus twice the output's crop (`_cropN`).
@@ -70,6 +105,8 @@ class InferenceRequest:
     crop: int = 0
     compression: str = "auto"
     valid_part: bool = False
+    resample: str | None = None
+    use_card: bool = True
 
     def __post_init__(self):
         """The obvious forms from Python: one source, comma-separated output names, a square efield as an int,

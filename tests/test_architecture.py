@@ -3,6 +3,7 @@ no module grows past what one reader holds in mind, and model analysis and infer
 
 import ast
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ print(json.dumps({"calls": len(calls), "lost": analysis.measurement.lost, "strid
 """
 
 
-def analysis_in_a_new_process(cache) -> dict:
+def analysis_in_a_new_process(cache, model=MODEL) -> dict:
     import json
     import os
     import subprocess
@@ -197,16 +198,64 @@ def analysis_in_a_new_process(cache) -> dict:
 
     from conftest import PLUGINS
 
-    run = subprocess.run([sys.executable, "-c", COUNTED_ANALYSIS, str(PLUGINS), str(MODEL)], capture_output=True,
+    run = subprocess.run([sys.executable, "-c", COUNTED_ANALYSIS, str(PLUGINS), str(model)], capture_output=True,
                          text=True, timeout=300, check=True, env=dict(os.environ, SEAMLESS_CACHE_DIR=str(cache)))
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_a_new_process_reads_the_measurement_back_instead_of_running_the_model(tmp_path):
-    first = analysis_in_a_new_process(tmp_path)
-    assert first["calls"] > 10 and len(list(tmp_path.iterdir())) == 1  # measured, and kept
-    again = analysis_in_a_new_process(tmp_path)
+@pytest.fixture()
+def cardless_model(tmp_path):
+    """The sample model without its card (whose measurement would answer first)."""
+    import shutil
+
+    target = tmp_path / "cardless"
+    shutil.copytree(MODEL, target, ignore=shutil.ignore_patterns("assets.extra"))
+    return target
+
+
+def test_a_new_process_reads_the_measurement_back_instead_of_running_the_model(tmp_path, cardless_model):
+    cache = tmp_path / "cache"
+    first = analysis_in_a_new_process(cache, cardless_model)
+    assert first["calls"] > 10 and len(list(cache.iterdir())) == 1  # measured, and kept
+    again = analysis_in_a_new_process(cache, cardless_model)
     assert again == dict(first, calls=0)  # the same answer, without running the model
-    for stored in tmp_path.iterdir():  # a damaged file only means measuring again
+    for stored in cache.iterdir():  # a damaged file only means measuring again
         stored.write_bytes(b"not a measurement")
-    assert analysis_in_a_new_process(tmp_path) == first
+    assert analysis_in_a_new_process(cache, cardless_model) == first
+
+
+def test_the_sample_card_answers_a_new_process_with_no_probe(tmp_path, cardless_model):
+    from_card = analysis_in_a_new_process(tmp_path / "empty-cache")
+    assert from_card["calls"] == 0 and not (tmp_path / "empty-cache").exists()
+    assert from_card == dict(analysis_in_a_new_process(tmp_path / "cache", cardless_model), calls=0)
+
+
+CRAFTED_PICKLE = b"cos\nsystem\n(S'touch {marker}'\ntR."
+
+
+def test_a_crafted_cache_file_never_runs_anything(tmp_path, cardless_model):
+    """A team's shared cache folder holding a pickle that calls os.system (the old format's attack, by its old
+    name and by the new one) or a JSON file of the right name with other content: ignored, nothing runs, the model
+    is measured."""
+    import hashlib
+    import json
+
+    from seamless_inference.engine import measure_cache
+    from seamless_inference.engine.analysis import Setup
+    from seamless_inference.engine.measurement import setup_json
+
+    cache, marker = tmp_path / "cache", tmp_path / "ran"
+    cache.mkdir()
+    payload = CRAFTED_PICKLE.replace(b"{marker}", str(marker).encode())
+    for name in ("measurement-0123456789abcdef01234567.pickle", "measurement-0123456789abcdef01234567.json"):
+        (cache / name).write_bytes(payload)
+    from seamless_inference.engine.model import fingerprint
+
+    setup = Setup("estimated", ("input_p", "input_xs"), ((128, 128), (32, 32)),
+                  ((Fraction(1), Fraction(1)), (Fraction(4), Fraction(4))))
+    header = {"version": measure_cache.VERSION, "fingerprint": fingerprint(str(cardless_model)), "tolerance": 1e-5,
+              "setup": setup_json(setup)}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:24]
+    (cache / f"measurement-{digest}.json").write_text(json.dumps({**header, "measurement": {"__reduce__": "os.system"}}))
+    result = analysis_in_a_new_process(cache, cardless_model)
+    assert not marker.exists() and result["calls"] > 10 and result["crop"] == 32

@@ -170,7 +170,7 @@ def compute_part(plan: Plan, part: list, path: str | None, stop_name: str):
     stop = distributed.Event(stop_name)
     model = SavedModel.load(plan.request.model_dir)
     with gdal_session(GDAL_CACHE_BYTES):
-        readers = [SourceReader(list(s.paths), plan.request.padding, name, source_field(i))
+        readers = [SourceReader(list(s.paths), plan.request.padding, name, source_field(i), s.bands)
                    for i, (s, name) in enumerate(zip(plan.request.sources, plan.names))]
         if path is None:
             target = _Collect()

@@ -8,6 +8,7 @@ never load into QGIS: engine.otb_process) and writes the output safely, correctl
 
 import os
 import tempfile
+from xml.sax.saxutils import escape
 
 from osgeo import gdal
 
@@ -102,6 +103,11 @@ def pixel_space_sources(plan: Plan, folder: str) -> list:
     for index, (source, ax, ay) in enumerate(zip(plan.request.sources, plan.lattice.sources_x,
                                                  plan.lattice.sources_y)):
         paths = []
+        if source.bands is not None or source.scale is not None or source.offset is not None:
+            vrt = os.path.join(folder, f"source{index + 1}.vrt")
+            _fed_vrt(vrt, source, (float(ax.offset), float(ax.step), 0.0, -float(ay.offset), 0.0, -float(ay.step)))
+            sources.append([vrt])
+            continue
         for number, path in enumerate(source.paths):
             vrt = os.path.join(folder, f"source{index + 1}_{number}.vrt")
             dataset = gdal.Translate(vrt, path, format="VRT")
@@ -110,6 +116,46 @@ def pixel_space_sources(plan: Plan, folder: str) -> list:
             paths.append(vrt)
         sources.append(paths)
     return sources
+
+
+def _fed_vrt(vrt: str, source, geotransform: tuple) -> None:
+    """One Float32 VRT of what the engine feeds from `source`: its chosen bands in order (over the stacked
+    rasters), each scaled (ComplexSource ScaleRatio/ScaleOffset: value x scale + offset), in the pixel space."""
+    datasets = [gdal.Open(p, gdal.GA_ReadOnly) for p in source.paths]
+    stack = [(p, b) for p, ds in zip(source.paths, datasets) for b in range(1, ds.RasterCount + 1)]
+    chosen = [stack[b - 1] for b in source.bands] if source.bands is not None else stack
+    scales = _per_band(source.scale, 1.0, len(chosen))
+    offsets = _per_band(source.offset, 0.0, len(chosen))
+    width, height = datasets[0].RasterXSize, datasets[0].RasterYSize
+    dataset = gdal.GetDriverByName("VRT").Create(vrt, width, height, 0)
+    dataset.SetGeoTransform(geotransform)
+    dataset.SetProjection(datasets[0].GetProjection())
+    for channel, ((path, band), scale, offset) in enumerate(zip(chosen, scales, offsets), 1):
+        dataset.AddBand(gdal.GDT_Float32)
+        rect = f"xOff='0' yOff='0' xSize='{width}' ySize='{height}'"
+        dataset.GetRasterBand(channel).SetMetadataItem("source_0", (
+            f"<ComplexSource><SourceFilename relativeToVRT='0'>{escape(os.path.abspath(path))}</SourceFilename>"
+            f"<SourceBand>{band}</SourceBand><SrcRect {rect}/><DstRect {rect}/>"
+            f"<ScaleOffset>{offset!r}</ScaleOffset><ScaleRatio>{scale!r}</ScaleRatio></ComplexSource>"),
+            "new_vrt_sources")
+    dataset = None  # written when closed
+
+
+def _per_band(values, default: float, count: int) -> list:
+    values = values if values is not None else (default,)
+    return list(values) * count if len(values) == 1 else list(values)
+
+
+def fed_nodata(source) -> float | None:
+    """The no-data value as OTBTF sees it through the fed VRT (scaled with the band), or None. Per-band scales
+    that map it to different values cannot be given as one sourceN.nodata."""
+    if source.nodata is None:
+        return None
+    values = {source.nodata * s + o for s, o in zip(_per_band(source.scale, 1.0, 64), _per_band(source.offset, 0.0, 64))}
+    if len(values) > 1:
+        raise EngineError("With per-band scales the no-data value maps to a different value in each band, which "
+                          "OTBTF's one sourceN.nodata cannot take: choose the TensorFlow backend.", "backend")
+    return values.pop()
 
 
 def pyotb_parameters(plan: Plan, path: str | None = None, paths: list | None = None) -> tuple:
@@ -127,7 +173,7 @@ def pyotb_parameters(plan: Plan, path: str | None = None, paths: list | None = N
         app[f"source{index}_rfieldx"], app[f"source{index}_rfieldy"] = (int(v) for v in source.rfield)
         app[f"source{index}_placeholder"] = placeholder
         if source.nodata is not None:
-            app[f"source{index}_nodata"] = source.nodata
+            app[f"source{index}_nodata"] = fed_nodata(source)
     app["model_dir"] = request.model_dir
     app["model_fullyconv"] = True
     app["output_names"] = plan.output_names[0] if len(plan.output_names) == 1 else list(plan.output_names)

@@ -13,6 +13,7 @@ from .. import grid as g
 from ..errors import Cancelled, EngineError, source_field
 from ..model import SavedModel
 from ..planning import Plan, clip, runs, tiles
+from ..preparing import fed_values
 from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
 from ..sinks import BlockSink
@@ -57,7 +58,7 @@ class TensorFlowBackend:
         skipped, calls = 0, 0
 
         with gdal_session(GDAL_CACHE_BYTES):
-            readers = [SourceReader(list(s.paths), request.padding, name, source_field(i))
+            readers = [SourceReader(list(s.paths), request.padding, name, source_field(i), s.bands)
                        for i, (s, name) in enumerate(zip(request.sources, plan.names))]
             sink.open(plan)
             with ThreadPoolExecutor(1, "seamless-read") as reading, ThreadPoolExecutor(1, "seamless-write") as writing:
@@ -172,7 +173,9 @@ def read_batch(plan: Plan, readers, group) -> tuple:
             keep.append(index)
             for s, data in enumerate(tile_arrays):
                 per_source[s].append(data)
-    feeds = {plan.placeholders[s]: np.stack(arrays) for s, arrays in enumerate(per_source) if arrays}
+    # the model's values: band selection was read (SourceReader), scaling applied after the no-data checks
+    feeds = {plan.placeholders[s]: fed_values(np.stack(arrays), request.sources[s])
+             for s, arrays in enumerate(per_source) if arrays}
     return feeds, keep, masks
 
 
