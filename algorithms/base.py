@@ -247,7 +247,7 @@ class ModelAlgorithm(SeamlessAlgorithm):
                 self.source_key(index, "_RFIELD"), self.tr("Source {}: receptive field").format(index),
                 INTEGER, SOURCE_DEFAULT_RFIELDS[index - 1], minValue=0),
                 "The input block the model sees, in pixels of this source (0 = Auto: the model card's; without one, "
-                + ("the same ground size as source 1's)." if index > 1 else "128).")))
+                + ("the same ground size as source 1's)." if index > 1 else "128)."))
             self.addParameter(rfield if index < 3 else self.advanced(rfield))
             placeholder = self.explained(QgsProcessingParameterString(
                 self.source_key(index, "_PLACEHOLDER"), self.tr("Source {}: placeholder").format(index),
@@ -301,9 +301,6 @@ class ModelAlgorithm(SeamlessAlgorithm):
                     .format(index, index - 1, index - 1))
             paths = [layer_path(layer, self.source_key(index)) for layer in layers]
             rfield = self.parameterAsInt(parameters, self.source_key(index, "_RFIELD"), context)
-            if rfield == 0 and index == 1:
-                raise QgsProcessingException(self.tr(
-                    "Source 1's receptive field must be at least 1 pixel [parameter SOURCE1_RFIELD]."))
             if rfield == 0 and index == 1 and not self.card_gives_rfield(parameters, context):
                 rfield = FALLBACK_RFIELD
             placeholder = self.parameterAsString(parameters, self.source_key(index, "_PLACEHOLDER"), context)

@@ -23,6 +23,15 @@ floating-point snapping can misregister sources on non-round origins; this plugi
 <p>The extent is geographic (in source 1's CRS), not an index box; several tiles go through TensorFlow in
 one call; outputs are written under a temporary name and renamed when complete. Receptive and expression
 fields are square here (OTBTF's x/y pairs are equal).</p>
+<h3>Model card</h3>
+<p>A model may describe itself in <code>assets.extra/seamless.json</code> (the <b>model card</b>, README: Model
+card): placeholders, receptive fields, bands, scaling, no-data, pixel size, output and classes. Whatever a
+parameter leaves empty (or 0 for the receptive fields) comes from it, the log lists each value taken, and a
+parameter given always wins. <b>Beyond OTBTF</b> (which feeds every band as it is): <b>bands</b> choose and order
+the channels fed, and <b>scale</b>/<b>offset</b> transform them (value fed = raster value x scale + offset; no-data
+is recognised before); the OTBTF backend gets a VRT that does the same. A source more than 10 % off the card's
+pixel size is refused; <b>Resample to the model's pixel size</b> warps it on the fly, and the output is then on the
+resampled grid.</p>
 <h3>Model analysis</h3>
 <p><b>Model analysis</b> (seamless:modelanalysis) reports, for any SavedModel and receptive fields, the valid size
 of every layer, the measured valid window, the total stride, and the crop and expression field to use
@@ -127,7 +136,11 @@ SHORT_HELP = {
         "RFIELD (source 1's size), EFIELD = RFIELD - 2 x CROP and TOTAL_STRIDE; connect them to the inference "
         "algorithms' output name, receptive and expression fields. When the size given keeps no exact pixel (a "
         'stride-32 model at 128 px), the log names the smallest size that does and the outputs are for it. The HTML '
-        'report opens in the Results Viewer.</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
+        'report opens in the Results Viewer.</p><p><b>Write the model card</b> writes or updates '
+        '<code>assets.extra/seamless.json</code> in the model folder: the placeholders, sizes and output analysed and '
+        "this measurement with the model's fingerprint (and the classes of the optional class table), keeping what "
+        'an author wrote; inference then needs only the model and the images and measures nothing on another '
+        'machine (README: Model card).</p><p><b>A SavedModel is code</b>: load only models you trust.</p>'
     ),
     'installdependencies': (
         "<p>Installs TensorFlow for the Python QGIS runs, with pip run by that very Python, into this QGIS "

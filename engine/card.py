@@ -289,15 +289,22 @@ def apply_card(request, card: ModelCard | None) -> tuple:
     if card is None:
         return request, ()
     notes, sources = [], []
+    # receptive fields and placeholders go together across sources: source 1's receptive field given alone sizes
+    # the others by their ground (as without a card), and one placeholder given means the user assigns them
+    fields = ("bands", "scale", "offset", "nodata")
+    if request.sources and request.sources[0].rfield is None:
+        fields += ("rfield",)
+    if not any(s.placeholder for s in request.sources):
+        fields += ("placeholder",)
     for index, source in enumerate(request.sources):
         entry = card.sources[index] if index < len(card.sources) else None
         if entry is None:
             sources.append(source)
             continue
         taken = {}
-        for field, value in (("placeholder", entry.placeholder), ("rfield", entry.rfield), ("bands", entry.bands),
-                             ("scale", entry.scale), ("offset", entry.offset), ("nodata", entry.nodata)):
-            if getattr(source, field) is None and value is not None:
+        for field in ("placeholder", "rfield", "bands", "scale", "offset", "nodata"):
+            value = getattr(entry, field)
+            if field in fields and getattr(source, field) is None and value is not None:
                 taken[field] = value
         if taken:
             sources.append(replace(source, **taken))

@@ -1,6 +1,7 @@
 """The class map: the argmax of the scores in the same pass, its table, its palette in QGIS, its refusals."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -80,7 +81,9 @@ def test_a_class_map_alone_writes_no_scores_and_the_same_classes(one_run, tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["alone.tif", "alone.tif.aux.xml"]
     alone = read(tmp_path / "alone.tif")
     assert alone.ndim == 2 and np.array_equal(alone, read(folder / "classes.tif")[0])
-    assert categories(tmp_path / "alone.tif") == [f"class {i}" for i in range(6)]  # no table: class 0..N-1
+    # no table given: the sample's model card names the classes (sample/classes.csv's)
+    assert categories(tmp_path / "alone.tif") == [e.name for e in read_class_table(str(CLASSES_CSV))]
+    assert result.class_table == read_class_table(str(CLASSES_CSV))
 
 
 def test_no_data_pixels_are_255_in_the_class_map(tmp_path):
@@ -263,11 +266,17 @@ def test_the_class_map_loads_paletted_with_the_sample_names_over_auto_band_score
 
 
 def test_the_class_map_alone_from_qgis_and_the_default_palette(provider, qgis_new_project, tmp_path):
+    """A model without a card and no class table: class 0..N-1 in the qualitative palette."""
     import processing
     from qgis.core import QgsPalettedRasterRenderer, QgsProject
 
-    result = processing.runAndLoadResults(ARTIFACT, params(OUTPUT=None, CLASS_MAP=str(tmp_path / "classes.tif")))
-    assert not result["OUTPUT"] and os.listdir(tmp_path) == ["classes.tif", "classes.tif.aux.xml"]
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model, ignore=shutil.ignore_patterns("assets.extra"))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = processing.runAndLoadResults(ARTIFACT, params(MODEL=str(model), OUTPUT=None,
+                                                           CLASS_MAP=str(out / "classes.tif")))
+    assert not result["OUTPUT"] and os.listdir(out) == ["classes.tif", "classes.tif.aux.xml"]
     [layer] = QgsProject.instance().mapLayers().values()
     renderer = layer.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)

@@ -82,12 +82,15 @@ def main() -> None:
     for algorithm, name in (("artifactproneinference", "artifact_prone.tif"), ("validpartinference", "valid_part.tif")):
         target = OUT / name
         started = time.perf_counter()
+        # the model and the images only: the sample's model card (sample/model/assets.extra/seamless.json) gives
+        # the placeholders, receptive fields, output, classes and measurement
+        extra = [f"CLASS_MAP={OUT / 'class_map.tif'}"] if algorithm == "validpartinference" else []
         log = qgis_process("run", f"seamless:{algorithm}", "--", f"MODEL={MODEL}", f"SOURCE1={PAN}",
-                           f"SOURCE2={XS}", f"OUTPUT={target}")
+                           f"SOURCE2={XS}", f"OUTPUT={target}", *extra)
         print(f"\nseamless:{algorithm} -> {target.relative_to(ROOT)} ({time.perf_counter() - started:.1f} s with "
               "QGIS and TensorFlow start-up):")
         print("\n".join("  " + line for line in log.splitlines() if line.startswith(
-            ("Output:", "Valid part:", "Grid", "Measured", "Tiles", "Wrote"))))
+            ("source", "Classes", "Output:", "Measurement", "Valid part:", "Grid", "Measured", "Tiles", "Wrote"))))
         outputs[algorithm] = target
     import numpy as np
     from osgeo import gdal
