@@ -437,8 +437,8 @@ class InferenceAlgorithm(ModelAlgorithm):
             self.CLASS_TABLE, self.tr("Class table"), optional=True,
             fileFilter="Class tables (*.csv *.qml *.clr *.txt)"),
             "The names and colours of the class map's classes: a CSV value,name,color (#rrggbb), a QGIS style "
-            "(.qml, Paletted/Unique values) or a colour map (.clr: value r g b a name). Empty = the model card's classes, "
-            "else class 0..N-1 in a qualitative palette. The sample's: sample/classes.csv."))
+            "(.qml, Paletted/Unique values) or a colour map (.clr: value r g b a name). Empty = the model card's "
+            "classes, else class 0..N-1 in a qualitative palette. The sample's: sample/classes.csv."))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterBoolean(
             self.CONFIDENCE, self.tr("Class map confidence band"), defaultValue=False),
             "Band 2 of the class map: the winning class's score in percent (0..100).")))

@@ -11,6 +11,7 @@ the key and the fix, never run. Any parameter given explicitly wins over the car
 """
 
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass, replace
@@ -73,8 +74,7 @@ def _fail(key: str, problem: str):
 
 
 def _number(value, key: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"),
-                                                                                                     float("-inf")):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         _fail(key, f"{value!r} is not a number")
     if positive and value <= 0:
         _fail(key, f"{value!r} must be more than 0")
@@ -95,7 +95,7 @@ def _pair(value, key: str, integer: bool) -> tuple:
     if len(values) not in (1, 2):
         _fail(key, f"{value!r} must be one number or [x, y]")
     out = []
-    for i, v in enumerate(values):
+    for v in values:
         number = _number(v, key, positive=True)
         if integer and number != int(number):
             _fail(key, f"{v!r} must be a whole number of pixels")

@@ -58,18 +58,20 @@ def prepare(request, signature) -> tuple:
 
 def _check_bands(source, bands: int, name: str, index: int, entry) -> None:
     """The bands asked exist; one scale and offset, or one per fed band."""
-    origin = " (from the model card)"
+    def origin(key):
+        return f" by the model card (sources[{index}].{key})"
+
     if source.bands is not None:
         wrong = [b for b in source.bands if b > bands]
         if wrong:
-            said = origin if entry and entry.bands == source.bands else ""
+            said = origin("bands") if entry and entry.bands == source.bands else ""
             raise EngineError(f"{name}: band {wrong[0]} is asked{said} but the source has {bands} band(s) in total; "
                               f"give band numbers 1 to {bands}.", source_field(index, "bands"))
     fed = len(source.bands) if source.bands is not None else bands
     for key in ("scale", "offset"):
         values = getattr(source, key)
         if values is not None and len(values) not in (1, fed):
-            said = origin if entry and getattr(entry, key) == values else ""
+            said = origin(key) if entry and getattr(entry, key) == values else ""
             raise EngineError(f"{name}: {len(values)} {key} values{said} for {fed} fed band(s): give one, or one "
                               "per band.", source_field(index, key))
     if source.scale is not None and 0.0 in source.scale:

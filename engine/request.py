@@ -47,16 +47,11 @@ class Source:
             object.__setattr__(self, "nodata", number(self.nodata, "no-data value", "sources"))
         if self.bands is not None:
             bands = (self.bands,) if isinstance(self.bands, int) else self.bands
-            try:
-                bands = tuple(int(b) for b in bands)
-            except (TypeError, ValueError) as exc:
-                raise EngineError(f"The bands must be band numbers from 1, e.g. (3, 2, 1) (got {self.bands!r}).",
-                                  "sources") from exc
-            if not bands or min(bands) < 1 or bands != tuple(self.bands if not isinstance(self.bands, int)
-                                                             else (self.bands,)):
+            if not isinstance(bands, (tuple, list)) or not bands or \
+                    any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bands):
                 raise EngineError(f"The bands must be band numbers from 1, e.g. (3, 2, 1) (got {self.bands!r}).",
                                   "sources")
-            object.__setattr__(self, "bands", bands)
+            object.__setattr__(self, "bands", tuple(bands))
         for name in ("scale", "offset"):
             value = getattr(self, name)
             if value is not None:

@@ -256,6 +256,7 @@ def test_a_crafted_cache_file_never_runs_anything(tmp_path, cardless_model):
     header = {"version": measure_cache.VERSION, "fingerprint": fingerprint(str(cardless_model)), "tolerance": 1e-5,
               "setup": setup_json(setup)}
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:24]
-    (cache / f"measurement-{digest}.json").write_text(json.dumps({**header, "measurement": {"__reduce__": "os.system"}}))
+    crafted = {**header, "measurement": {"__reduce__": "os.system", "args": [f"touch {marker}"]}}
+    (cache / f"measurement-{digest}.json").write_text(json.dumps(crafted))
     result = analysis_in_a_new_process(cache, cardless_model)
     assert not marker.exists() and result["calls"] > 10 and result["crop"] == 32

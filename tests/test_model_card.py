@@ -228,7 +228,7 @@ BAD_CARDS = {
     "a scale of 0": (card(sources=[dict(card()["sources"][0], scale=0), card()["sources"][1]]),
                      ["sources[0].scale is 0"]),
     "a band that does not exist": (card(sources=[dict(card()["sources"][0], bands=[3]), card()["sources"][1]]),
-                                   ["band 3 is asked (from the model card) but the source has 2 band(s)",
+                                   ["band 3 is asked by the model card (sources[0].bands) but the source has 2 band(s)",
                                     "[parameter SOURCE1_BANDS]"]),
     "a typo in a key": (card(sources=[dict(card()["sources"][0], scal=2), card()["sources"][1]]),
                         ["sources[0].scal is not a key of a source"]),

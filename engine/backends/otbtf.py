@@ -151,7 +151,9 @@ def fed_nodata(source) -> float | None:
     that map it to different values cannot be given as one sourceN.nodata."""
     if source.nodata is None:
         return None
-    values = {source.nodata * s + o for s, o in zip(_per_band(source.scale, 1.0, 64), _per_band(source.offset, 0.0, 64))}
+    count = max(len(source.scale or ()), len(source.offset or ()), 1)
+    values = {source.nodata * s + o for s, o in zip(_per_band(source.scale, 1.0, count),
+                                                    _per_band(source.offset, 0.0, count))}
     if len(values) > 1:
         raise EngineError("With per-band scales the no-data value maps to a different value in each band, which "
                           "OTBTF's one sourceN.nodata cannot take: choose the TensorFlow backend.", "backend")
