@@ -60,6 +60,12 @@ class ModelCard:
     raw: dict
 
 
+def fingerprint_text(fingerprint: str) -> str:
+    """The model's fingerprint as the card writes it, "sha256:<16 hex digits>" (a bare hex string would look
+    like a secret to the scanners plugins.qgis.org runs)."""
+    return f"sha256:{fingerprint}"
+
+
 def card_path(model_dir: str) -> str:
     """Where a model's card is: <model>/assets.extra/seamless.json."""
     return os.path.join(model_dir, CARD_FOLDER, CARD_NAME)
@@ -207,7 +213,7 @@ def _measured(value, fingerprint: str | None) -> tuple:
     """(measurements, notes): those of this model and engine version; a stale or foreign record is ignored."""
     if not isinstance(value, dict):
         _fail("measured", "must be an object written by Model analysis")
-    if fingerprint is not None and value.get("fingerprint") != fingerprint:
+    if fingerprint is not None and value.get("fingerprint") != fingerprint_text(fingerprint):
         return (), (f"The model card's measurement is for another model (fingerprint {value.get('fingerprint')!r}, "
                     f"this model's {fingerprint!r}): it is ignored and the model measured again; run Model analysis "
                     "with Write the model card to update it.",)
@@ -368,7 +374,7 @@ def write_card(model_dir: str, analysis, classes: tuple | None = None, outputs: 
                            "color": "#" + "".join(f"{c:02x}" for c in (e.color if e.color[3] < 255 else e.color[:3]))}
                           for e in classes]
     runs = [analysis.measurement] + ([analysis.working.measurement] if analysis.working else [])
-    raw["measured"] = {"fingerprint": fingerprint(model_dir), "version": MEASUREMENT_VERSION,
+    raw["measured"] = {"fingerprint": fingerprint_text(fingerprint(model_dir)), "version": MEASUREMENT_VERSION,
                        "measurements": [to_json(m) for m in runs]}
     validate(raw, path)  # what is written reads back as a card (nothing is written otherwise)
     text = json.dumps(raw, indent=2) + "\n"

@@ -6,9 +6,9 @@ exactly those keyword arguments (a pure function); the backend runs them in a ch
 never load into QGIS: engine.otb_process) and writes the output safely, correctly registered.
 """
 
+from html import escape
 import os
 import tempfile
-from xml.sax.saxutils import escape
 
 from osgeo import gdal
 
