@@ -1,9 +1,7 @@
 """Distortion comparison: RMSE of each cropping value against the exact result, and what each costs."""
 
-import os
-
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsFields,
-                       QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingContext, QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
@@ -86,24 +84,35 @@ class DistortionComparison(ModelAlgorithm):
             except ValueError as exc:
                 raise EngineError(f"Crops must be whole numbers separated by commas (got {text!r}).",
                                   "crops") from exc
+            measured = parameters.get(self.CHOSEN_CROP) in (None, "")
+            if not measured:
+                chosen = self.parameterAsInt(parameters, self.CHOSEN_CROP, context)
+                if chosen not in crops and text:
+                    raise QgsProcessingException(self.tr(
+                        "Chosen crop {} is not among the crops {} given in Crops (CROPS): add it there, or leave "
+                        "Chosen crop empty for the measured crop [parameter CHOSEN_CROP].").format(
+                        chosen, ", ".join(map(str, crops))))
+                if rfield - 2 * chosen < 1:
+                    raise QgsProcessingException(self.tr(
+                        "Chosen crop {} leaves no expression field of R = {} (R - 2 x crop); choose a crop below {} "
+                        "[parameter CHOSEN_CROP].").format(chosen, rfield, (rfield + 1) // 2))
+                if chosen not in crops:  # Crops left to its default: the chosen crop is measured too
+                    crops = sorted(crops + [chosen])
             feedback.pushInfo(self.tr("Receptive field {}, crops {}.").format(rfield, crops))
             error_folder = None
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
-                os.makedirs(error_folder, exist_ok=True)
-            measured = parameters.get(self.CHOSEN_CROP) in (None, "")
+            report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
                 self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-                log=feedback.pushInfo, with_measured=measured)
+                log=feedback.pushInfo, with_measured=measured, report_path=report,
+                report=lambda outcome: distortion_html(outcome, ["source 1"]))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         outputs = {}
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
-            with open(report, "w", encoding="utf-8") as handle:
-                handle.write(distortion_html(result, ["source 1"]))
             outputs[self.REPORT] = report
         table = self.write_table(parameters, context, result)
         if table:

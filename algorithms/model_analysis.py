@@ -6,6 +6,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterString)
 
 from ..engine import DependencyMissing, EngineError, analyse_model
+from ..engine.paths import write_text
 from ..engine.reports import analysis_html
 from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
 from .compat import FOLDER, INTEGER, RASTER
@@ -88,11 +89,10 @@ class ModelAnalysis(ModelAlgorithm):
             analysis = in_engine_thread(
                 analyse_model, self.parameterAsFile(parameters, self.MODEL, context), sizes, rasters or None,
                 name or None, placeholders=placeholders, progress=lambda f: feedback.setProgress(100.0 * f))
+            report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+            write_text(report, analysis_html(analysis), "report")  # a temporary name, renamed when complete
         except (EngineError, DependencyMissing) as exc:
             raise self.fail(exc) from exc
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
-        with open(report, "w", encoding="utf-8") as handle:
-            handle.write(analysis_html(analysis))
         for line in analysis.notes:
             feedback.pushInfo(line)
         feedback.pushInfo(self.tr("Sources: {}.").format(", ".join(
