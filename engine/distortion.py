@@ -295,10 +295,8 @@ def _off_grid(base_request: InferenceRequest, signature, base: str, rfield: int,
     None when they can. Planning is cheap here: no model run."""
     try:
         plan_inference(_crop_request(base_request, signature, base, rfield, crop)[0], measure_model=False)
-    except EngineError as exc:
-        if exc.field != "tile_size":
-            raise
-        return str(exc)
+    except EngineError as exc:  # other faults are said where the sweep meets them (the reference comes first)
+        return str(exc) if exc.field == "tile_size" else None
     return None
 
 
