@@ -1,12 +1,16 @@
 """Distortion comparison: RMSE of each cropping value against the exact result, and what each costs."""
 
+import os
+
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsFields,
-                       QgsProcessingContext, QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingContext, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from ..engine import Cancelled, DependencyMissing, EngineError, InferenceRequest
 from ..engine.distortion import default_crops, distortion_comparison
+from ..engine.paths import remove_quietly
 from ..engine.reports import distortion_html
 from .base import ModelAlgorithm, in_engine_thread
 from .compat import DOUBLE, INTEGER, NO_GEOMETRY, field
@@ -103,6 +107,7 @@ class DistortionComparison(ModelAlgorithm):
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
             report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
+            table = self.open_table(parameters, context, rfield)  # before computing: a full disk says so now
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
                 self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
@@ -114,9 +119,8 @@ class DistortionComparison(ModelAlgorithm):
         outputs = {}
         if report:
             outputs[self.REPORT] = report
-        table = self.write_table(parameters, context, result)
         if table:
-            outputs[self.TABLE] = table
+            outputs[self.TABLE] = self.fill_table(table, result, report)
         if error_folder:
             outputs[self.ERROR_FOLDER] = error_folder
             self.load_error_rasters(context, result)
@@ -132,27 +136,51 @@ class DistortionComparison(ModelAlgorithm):
                 crop, self.tr(" (the measured crop)") if measured else "", chosen.rmse))
         return outputs
 
-    def write_table(self, parameters, context, result):
-        """One feature (no geometry) per crop."""
+    def open_table(self, parameters, context, rfield: int):
+        """The table's sink, (sink, destination, fields), created before the sweep; None when not asked for. A
+        sink QGIS cannot create (a full disk) is refused naming TABLE, and its half-made file removed."""
         fields = QgsFields()
         for name, kind in (("crop", int), ("efield", int), ("output", str), ("rmse", float), ("mae", float),
                            ("max_abs", float), ("share_above", float), ("cost", float), ("seconds", float),
                            ("s_per_mpx", float), ("pixels", int)):
             fields.append(field(name, kind))
-        sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
-                                          QgsCoordinateReferenceSystem())
+        target = self.parameterAsOutputLayer(parameters, self.TABLE, context) or ""
+        path = target.split("|")[0]
+        existed = bool(path) and os.path.exists(path)
+        try:
+            sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
+                                              QgsCoordinateReferenceSystem())
+        except QgsProcessingException as exc:
+            if path and not existed:
+                for leftover in (path, path + "-journal", path + "-wal", path + "-shm"):
+                    remove_quietly(leftover)
+            reason = str(exc).rsplit("failed: ", 1)[-1].rstrip(")")[:200]
+            raise QgsProcessingException(self.tr(
+                "Cannot create the table {} ({}); is the disk full? Free some space or choose another file "
+                "[parameter TABLE].").format(path or target, reason)) from exc
         if sink is None:
             return None
         if context.willLoadLayerOnCompletion(dest):  # named for what it holds, in a model too (not "TABLE")
             details = context.layerToLoadOnCompletionDetails(dest)
-            details.name = self.tr("RMSE per crop (R {})").format(result.rfield)
+            details.name = self.tr("RMSE per crop (R {})").format(rfield)
             details.forceName = True
+        return sink, dest, fields
+
+    def fill_table(self, table, result, report: str | None) -> str:
+        """One feature (no geometry) per crop; a sink that refuses them (a full disk) removes the sweep's files."""
+        sink, dest, fields = table
         for r in result.crops:
             feature = QgsFeature(fields)
             feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop
                                                                        else ""), r.rmse, r.mae, r.max_abs_error,
                                    r.share_above, r.theoretical_cost, r.seconds, r.seconds_per_mpx, r.pixels])
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+            if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
+                for written in [report] + [c.path for c in result.crops]:
+                    if written:
+                        remove_quietly(written)
+                raise QgsProcessingException(self.tr(
+                    "Writing the table {} failed ({}); is the disk full? Free some space or choose another file "
+                    "[parameter TABLE].").format(dest, sink.lastError() or "no reason given"))
         return dest
 
     def load_error_rasters(self, context, result) -> None:

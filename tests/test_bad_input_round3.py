@@ -207,7 +207,8 @@ def test_class_table_csv_with_a_bad_colour_names_its_line(provider, work):
 def test_crops_off_source_2s_grid_say_which_can_be_measured(provider, work):
     message = refused(DISTORTION, work, {"CROPS": "0,1,16", "REPORT": str(work / "r.html")},
                       "Crop(s) 1 cannot be measured with R = 128", "blocks of R - 2c output pixels (126)",
-                      "between the pixels of source 2", "crops that can be measured with this R: 0, 4, 8", "[parameter CROPS]")
+                      "between the pixels of source 2", "crops that can be measured with this R: 0, 4, 8",
+                      "[parameter CROPS]")
     assert "tile sizes" not in message
 
 
@@ -335,4 +336,12 @@ def test_disk_full_under_the_comparison_report(provider, work, full, tmp_path):
     refused(COMPARISON, work, {"REFERENCE": str(work / "pan.tif"), "IMAGE": str(work / "pan.tif"),
                                "SQUARED_ERROR": str(other / "se.tif"), "REPORT": str(full / "r.html")},
             "Writing the report", "is the disk full?", "[parameter REPORT]", defaults=False)
+    assert os.listdir(other) == []
+
+
+def test_disk_full_under_the_distortion_table(provider, work, full, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    refused(DISTORTION, work, {"CROPS": "32", "REPORT": str(other / "r.html"), "TABLE": str(full / "t.gpkg")},
+            "is the disk full?", "[parameter TABLE]")
     assert os.listdir(other) == []
