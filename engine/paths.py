@@ -16,7 +16,9 @@ RASTER_EXTENSIONS = (".tif", ".tiff")  # what the engine writes: GeoTIFF only
 REPORT_EXTENSIONS = (".html", ".htm")
 SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's files beside a raster: statistics, overviews, masks
 _NAME_MAX = 255
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial(?P<ext>\.[A-Za-z]+)|parts)$")
+# a temporary file, its own sidecar (left alone when the file itself is gone), or a Dask run's parts folder
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial(?P<ext>\.[A-Za-z]+)(?:\.aux\.xml)?"
+                      r"|parts)$")
 
 
 def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,

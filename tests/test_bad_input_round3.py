@@ -345,3 +345,14 @@ def test_disk_full_under_the_distortion_table(provider, work, full, tmp_path):
     refused(DISTORTION, work, {"CROPS": "32", "REPORT": str(other / "r.html"), "TABLE": str(full / "t.gpkg")},
             "is the disk full?", "[parameter TABLE]")
     assert os.listdir(other) == []
+
+
+def test_an_orphan_sidecar_of_a_dead_runs_partial_is_removed_by_the_next_run(provider, work):
+    """A dead run's temporary file's own .aux.xml, left alone (its file already renamed or removed)."""
+    import processing
+
+    orphan = work / ".result.tif.999999999-0badc0de.partial.tif.aux.xml"
+    orphan.write_text("<PAMDataset/>")
+    processing.run(ARTIFACT, {"MODEL": str(work / "model"), "SOURCE1": [str(work / "pan.tif")],
+                              "SOURCE2": [str(work / "xs.tif")], "OUTPUT": str(work / "result.tif")})
+    assert not orphan.exists()
