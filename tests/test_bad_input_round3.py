@@ -6,10 +6,14 @@ message that names the parameter and the fix, and not one file created, changed 
 
 The full disk is real: a small tmpfs, filled but for a few kilobytes (root only; skipped elsewhere, and said)."""
 
+import functools
+import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 
 import pytest
@@ -102,6 +106,59 @@ def zipped(work):
         handle.write(PAN, "pan.tif")
         handle.write(XS, "xs.tif")
     return f"/vsizip/{archive}/pan.tif", f"/vsizip/{archive}/xs.tif"
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server that answers byte ranges, as GDAL's /vsicurl/ needs (Python's own does not)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        ranged = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = self.translate_path(self.path)
+        if not ranged or not os.path.isfile(path):
+            return super().do_GET()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        first, last = int(ranged[1]), int(ranged[2] or len(data) - 1)
+        last = min(last, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data[first:last + 1])
+        return None
+
+    def log_message(self, *args):
+        """Quiet."""
+
+
+@pytest.fixture()
+def served(work):
+    """work/ over HTTP on 127.0.0.1 (byte ranges answered): the base URL of /vsicurl/ paths."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(RangeHandler, directory=str(work)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"/vsicurl/http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_vsicurl_sources_run(provider, work, served, tmp_path):
+    import processing
+
+    result = processing.run(ARTIFACT, {"MODEL": str(work / "model"), "SOURCE1": [f"{served}/pan.tif"],
+                                       "SOURCE2": [f"{served}/xs.tif"], "OUTPUT": str(tmp_path / "curl.tif")})
+    direct = processing.run(ARTIFACT, {"MODEL": str(work / "model"), "SOURCE1": [str(PAN)], "SOURCE2": [str(XS)],
+                                       "OUTPUT": str(tmp_path / "direct.tif")})
+    assert (gdal.Open(result["OUTPUT"]).ReadAsArray() == gdal.Open(direct["OUTPUT"]).ReadAsArray()).all()
+
+
+def test_vsicurl_missing_file_is_not_found(work, served):
+    from seamless_inference.engine import InferenceRequest, Source, plan_inference
+
+    request = InferenceRequest(str(work / "model"), (Source(f"{served}/nope.tif", 128),))
+    api_refused(work, lambda: plan_inference(request), "sources[0]", "raster file not found", "nope.tif")
 
 
 def test_vsizip_sources_run_as_their_files(provider, work, zipped, tmp_path):
