@@ -364,6 +364,11 @@ def test_disk_full_under_the_class_map(provider, work, full, algorithm, tmp_path
     assert os.listdir(other) == []
 
 
+def test_disk_full_under_the_class_map_alone(provider, work, full):
+    refused(VALID, work, inference(work, full, OUTPUT=None, CLASS_MAP=str(full / "classes.tif")), "is the disk full?",
+            "[parameter CLASS_MAP]")
+
+
 def test_disk_full_under_the_model_analysis_report(provider, work, full):
     refused(ANALYSIS, work, {"MODEL": str(work / "model"), "REPORT": str(full / "r.html")}, "Writing the report",
             "is the disk full?", "[parameter REPORT]", defaults=False)
@@ -372,6 +377,15 @@ def test_disk_full_under_the_model_analysis_report(provider, work, full):
 def test_disk_full_under_the_distortion_report(provider, work, full):
     refused(DISTORTION, work, {"CROPS": "32", "REPORT": str(full / "r.html")}, "Writing the report",
             "is the disk full?", "[parameter REPORT]")
+
+
+def test_disk_full_under_the_distortion_report_takes_the_error_rasters_with_it(provider, work, full, tmp_path):
+    """The error rasters (another disk, a folder that exists) are renamed only with the report: none is left."""
+    other = tmp_path / "ef"
+    other.mkdir()
+    refused(DISTORTION, work, {"CROPS": "32", "REPORT": str(full / "r.html"), "ERROR_FOLDER": str(other)},
+            "Writing the report", "is the disk full?", "[parameter REPORT]")
+    assert os.listdir(other) == []
 
 
 def test_disk_full_under_the_distortion_error_folder(provider, work, full):
