@@ -8,6 +8,7 @@ colour map) names and colours the classes; without one they are "class 0..N-1" i
 table is written into the GeoTIFF as its colour table and category names, so any GIS shows it.
 """
 
+import codecs
 import csv
 import io
 import math
@@ -84,10 +85,16 @@ ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # UTF-8 with or without BOM, the
 
 
 def read_text(path: str) -> str:
-    """A class table's text in the first of the common encodings that decodes it: UTF-8 (a BOM allowed, as
-    Excel's "CSV UTF-8"), else Windows-1252 (Excel's plain CSV, Notepad), else Latin-1 (which decodes any byte)."""
+    """A class table's text in the first of the common encodings that decodes it: UTF-16 with its BOM (Excel's
+    "Unicode text"), UTF-8 (a BOM allowed, as Excel's "CSV UTF-8"), else Windows-1252 (Excel's plain CSV,
+    Notepad), else Latin-1 (which decodes any byte)."""
     with open(path, "rb") as handle:
         data = handle.read()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     for encoding in ENCODINGS[:-1]:
         try:
             return data.decode(encoding)
@@ -97,8 +104,13 @@ def read_text(path: str) -> str:
 
 
 def _csv_entries(path: str) -> list:
+    try:
+        rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
+    except csv.Error as exc:
+        raise EngineError(f"{os.path.basename(path)} is not a CSV file ({exc}); save it as CSV value,name,color.",
+                          "class_table") from exc
     entries = []
-    for number, row in enumerate(csv.reader(io.StringIO(read_text(path), newline="")), 1):
+    for number, row in enumerate(rows, 1):
         cells = [c.strip() for c in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
@@ -130,6 +142,9 @@ def _clr_entries(path: str) -> list:
         alpha = 255
         if rest and rest[0].isdigit():
             alpha, rest = int(rest[0]), rest[1:]
+        if any(not 0 <= v <= 255 for v in rgb + [alpha]):
+            raise EngineError(f"{where}: colour {' '.join(map(str, rgb + [alpha]))} is out of range; r g b a are "
+                              "whole numbers 0..255.", "class_table")
         entries.append(ClassEntry(value, " ".join(rest) or f"class {value}", tuple(rgb) + (alpha,)))
     return entries
 

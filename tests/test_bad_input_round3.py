@@ -215,7 +215,7 @@ def test_output_that_is_the_zip_an_input_reads_from(work, zipped):
 
 # --- class tables: the common encodings read, mistakes named by line ------------------------------------------------
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"])
 def test_class_table_csv_in_a_common_encoding(tmp_path, encoding):
     from seamless_inference.engine.class_map import read_class_table
 
@@ -251,6 +251,24 @@ def test_class_table_qml_with_an_alpha_out_of_range(provider, work):
     path = qml(work, '    <paletteEntry value="0" color="#1f77b4" alpha="300" label="water"/>\n')
     refused(VALID, work, {"CLASS_MAP": str(work / "classes.tif"), "CLASS_TABLE": path}, "classes.qml, line 6",
             "0..255", "[parameter CLASS_TABLE]")
+
+
+def test_class_table_with_binary_junk_names_its_line(provider, work):
+    (work / "classes.csv").write_bytes(b"0,water,#1f77b4\n\x001,\x00forest,#2ca02c\n")
+    refused(VALID, work, {"CLASS_MAP": str(work / "classes.tif"), "CLASS_TABLE": str(work / "classes.csv")},
+            "classes.csv, line 2", "expected value,name,color", "[parameter CLASS_TABLE]")
+
+
+def test_class_table_with_a_field_too_large_for_csv(provider, work):
+    (work / "classes.csv").write_text('0,"' + "x" * 200000 + '",#1f77b4\n', encoding="utf-8")
+    refused(VALID, work, {"CLASS_MAP": str(work / "classes.tif"), "CLASS_TABLE": str(work / "classes.csv")},
+            "is not a CSV file", "field larger than field limit", "[parameter CLASS_TABLE]")
+
+
+def test_class_table_clr_with_a_colour_out_of_range(provider, work):
+    (work / "classes.clr").write_text("0 31 119 180 255 water\n1 44 300 44 255 forest\n", encoding="utf-8")
+    refused(VALID, work, {"CLASS_MAP": str(work / "classes.tif"), "CLASS_TABLE": str(work / "classes.clr")},
+            "classes.clr, line 2", "out of range", "0..255", "[parameter CLASS_TABLE]")
 
 
 def test_class_table_csv_with_a_bad_colour_names_its_line(provider, work):
