@@ -204,6 +204,16 @@ def test_vsimem_output_is_refused(work):
                 "choose a file on disk")
 
 
+@pytest.mark.parametrize("algorithm, parameter", [(VALID, "OUTPUT"), (ARTIFACT, "CLASS_MAP"),
+                                                  (COMPARISON, "SQUARED_ERROR")])
+def test_vsi_output_is_refused_in_every_algorithm(provider, work, zipped, algorithm, parameter):
+    params = {parameter: "/vsimem/out.tif"}
+    if algorithm == COMPARISON:
+        params.update(REFERENCE=zipped[0], IMAGE=str(work / "pan.tif"))
+    refused(algorithm, work, params, "GDAL virtual path", "choose a file on disk", f"[parameter {parameter}]",
+            defaults=algorithm != COMPARISON)
+
+
 def test_output_that_is_the_zip_an_input_reads_from(work, zipped):
     from seamless_inference.engine.paths import check_output
 
