@@ -108,7 +108,7 @@ class DistortionComparison(ModelAlgorithm):
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
             report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
-            table = self.open_table(parameters, context, rfield)  # before computing: a full disk says so now
+            made_folder = error_folder if error_folder and not os.path.isdir(error_folder) else None
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
                 self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
@@ -120,8 +120,12 @@ class DistortionComparison(ModelAlgorithm):
         outputs = {}
         if report:
             outputs[self.REPORT] = report
+        # what a table that cannot be written takes with it (the error folder last, when the sweep made it)
+        written = [report] + [r.path for r in result.crops] + [made_folder]
+        table = self.open_table(parameters, context, result.rfield, written)
         if table:
-            outputs[self.TABLE] = self.fill_table(table, result, report)
+            outputs[self.TABLE] = self.fill_table(table, result, written)
+            table = None  # the sink closes (its file complete) with its last reference, before the outputs load
         if error_folder:
             outputs[self.ERROR_FOLDER] = error_folder
             self.load_error_rasters(context, result)
@@ -137,9 +141,9 @@ class DistortionComparison(ModelAlgorithm):
                 crop, self.tr(" (the measured crop)") if measured else "", chosen.rmse))
         return outputs
 
-    def open_table(self, parameters, context, rfield: int):
-        """The table's sink, (sink, destination, fields), created before the sweep; None when not asked for. A
-        sink QGIS cannot create (a full disk) is refused naming TABLE, and its half-made file removed."""
+    def open_table(self, parameters, context, rfield: int, written: list):
+        """The table's sink, (sink, destination, fields), or None when not asked for. A sink QGIS cannot create
+        (a full disk) is refused naming TABLE: its half-made file and the sweep's `written` files are removed."""
         fields = QgsFields()
         for name, kind in (("crop", int), ("efield", int), ("output", str), ("rmse", float), ("mae", float),
                            ("max_abs", float), ("share_above", float), ("cost", float), ("seconds", float),
@@ -152,9 +156,8 @@ class DistortionComparison(ModelAlgorithm):
             sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
                                               QgsCoordinateReferenceSystem())
         except QgsProcessingException as exc:
-            if path and not existed:
-                for leftover in (path, path + "-journal", path + "-wal", path + "-shm"):
-                    remove_quietly(leftover)
+            discard(written + ([path, path + "-journal", path + "-wal", path + "-shm"] if path and not existed
+                               else []))
             reason = str(exc).rsplit("failed: ", 1)[-1].rstrip(")")[:200]
             raise QgsProcessingException(self.tr(
                 "Cannot create the table {} ({}); is the disk full? Free some space or choose another file "
@@ -167,7 +170,7 @@ class DistortionComparison(ModelAlgorithm):
             details.forceName = True
         return sink, dest, fields
 
-    def fill_table(self, table, result, report: str | None) -> str:
+    def fill_table(self, table, result, written: list) -> str:
         """One feature (no geometry) per crop; a sink that refuses them (a full disk) removes the sweep's files."""
         sink, dest, fields = table
         for r in result.crops:
@@ -176,9 +179,7 @@ class DistortionComparison(ModelAlgorithm):
                                                                        else ""), r.rmse, r.mae, r.max_abs_error,
                                    r.share_above, r.theoretical_cost, r.seconds, r.seconds_per_mpx, r.pixels])
             if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
-                for written in [report] + [c.path for c in result.crops]:
-                    if written:
-                        remove_quietly(written)
+                discard(written)
                 raise QgsProcessingException(self.tr(
                     "Writing the table {} failed ({}); is the disk full? Free some space or choose another file "
                     "[parameter TABLE].").format(dest, sink.lastError() or "no reason given"))
@@ -194,3 +195,15 @@ class DistortionComparison(ModelAlgorithm):
             details.forceName = True
             details.setPostProcessor(keep_alive(GrayStretch(1, 0.0, max(r.max_abs_error ** 2, 1e-12), name=name)))
             context.addLayerToLoadOnCompletion(r.path, details)
+
+
+def discard(paths: list) -> None:
+    """Remove the files (and an emptied folder) a run made, when a later output fails."""
+    for path in paths:
+        if path and os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        elif path:
+            remove_quietly(path)

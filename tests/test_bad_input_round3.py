@@ -19,7 +19,8 @@ import zipfile
 import pytest
 from conftest import MODEL, PAN, PLUGINS, XS
 from osgeo import gdal
-from test_bad_input_catalogue import ANALYSIS, ARTIFACT, COMPARISON, DISTORTION, VALID, api_refused, refused, work
+from test_bad_input_catalogue import (ANALYSIS, ARTIFACT, COMPARISON, DISTORTION, VALID, api_refused, refused,
+                                      snapshot, work)
 
 __all__ = ["work"]  # the catalogue's fixture, used here
 
@@ -455,3 +456,22 @@ def test_an_orphan_sidecar_of_a_dead_runs_partial_is_removed_by_the_next_run(pro
     processing.run(ARTIFACT, {"MODEL": str(work / "model"), "SOURCE1": [str(work / "pan.tif")],
                               "SOURCE2": [str(work / "xs.tif")], "OUTPUT": str(work / "result.tif")})
     assert not orphan.exists()
+
+
+def test_cancelled_distortion_leaves_no_table_report_or_error_folder(provider, work):
+    """The table file is created before the sweep: a cancel removes it with everything else."""
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    class CancelAtTheReference(QgsProcessingFeedback):
+        def pushInfo(self, info):  # noqa: N802 (QGIS API name)
+            if info.startswith("Reference:"):
+                self.cancel()
+
+    before = snapshot(work)
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        processing.run(DISTORTION, {"MODEL": str(work / "model"), "SOURCE1": [str(work / "pan.tif")],
+                                    "SOURCE2": [str(work / "xs.tif")], "CROPS": "32", "REPORT": str(work / "r.html"),
+                                    "TABLE": str(work / "t.csv"), "ERROR_FOLDER": str(work / "ef")},
+                       feedback=CancelAtTheReference())
+    assert snapshot(work) == before
