@@ -60,8 +60,8 @@ class DistortionComparison(ModelAlgorithm):
         self.addParameter(self.explained(QgsProcessingParameterNumber(
             self.CHOSEN_CROP, self.tr("Chosen crop"), INTEGER, None, optional=True,
             minValue=0), "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler); empty = the "
-            "measured crop (the exact reference's; added to the crops when it fits R). Otherwise one of Crops (with Crops "
-            "empty, it is added to them)."))
+            "measured crop (the exact reference's; added to the crops when it fits R). Otherwise one of Crops "
+            "(with Crops empty, it is added to them)."))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
