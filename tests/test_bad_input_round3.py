@@ -4,7 +4,7 @@ encodings and their mistakes named by line, the distortion comparison's crops an
 that loses a race on its output leaving nothing, and a full disk under every output of every algorithm: a
 message that names the parameter and the fix, and not one file created, changed or left.
 
-The full disk is real: a small tmpfs, filled but for a few kilobytes (root only; skipped elsewhere, and said)."""
+The full disk is real: a 1 MB tmpfs filled to its last byte (root only; skipped elsewhere, and said)."""
 
 import functools
 import http.server
@@ -357,16 +357,12 @@ def full(work):
                              text=True, check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        with open(folder / "filler", "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 4096)
-                    handle.flush()
-            except OSError:
-                pass
-    except OSError:
-        pass
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:  # ENOSPC: full
+            pass
     yield folder
     subprocess.run(["umount", str(folder)], check=False)
 
