@@ -13,7 +13,7 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProces
                        QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString)
+                       QgsProcessingParameterString, QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -212,7 +212,25 @@ class SeamlessAlgorithm(QgsProcessingAlgorithm):
         """QGIS's check, which opens the layers given as files (they stay in the context for the run), without
         its "Creating Warped VRT." note."""
         with without_warped_vrt_note():
+            self.add_virtual_layers(parameters, context)
             return super().checkParameterValues(parameters, context)
+
+    def add_virtual_layers(self, parameters, context) -> None:
+        """Rasters given by a GDAL virtual path (/vsizip/a.zip/pan.tif, /vsicurl/https://...), which QGIS's
+        parameter check would refuse as files that do not exist (QGIS 3.22 looks for them on disk): loaded into
+        the context's temporary layers, where QGIS then finds them by their source, as the layers they are."""
+        from qgis.core import QgsRasterLayer
+
+        for definition in self.parameterDefinitions():
+            if not isinstance(definition, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
+                continue
+            value = parameters.get(definition.name())
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, str) and item.startswith("/vsi") and \
+                        QgsProcessingUtils.mapLayerFromString(item, context, False) is None:
+                    layer = QgsRasterLayer(item, os.path.basename(item), "gdal")
+                    if layer.isValid():
+                        context.temporaryLayerStore().addMapLayer(layer)
 
     def fail(self, exc: Exception) -> QgsProcessingException:
         """A QgsProcessingException naming the parameter at fault, from an engine error."""

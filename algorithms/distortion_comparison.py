@@ -3,12 +3,14 @@
 import os
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsFields,
-                       QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingContext, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from ..engine import Cancelled, DependencyMissing, EngineError, InferenceRequest
 from ..engine.distortion import default_crops, distortion_comparison
+from ..engine.paths import remove_quietly
 from ..engine.reports import distortion_html
 from .base import ModelAlgorithm, in_engine_thread
 from .compat import DOUBLE, INTEGER, NO_GEOMETRY, field
@@ -58,7 +60,8 @@ class DistortionComparison(ModelAlgorithm):
         self.addParameter(self.explained(QgsProcessingParameterNumber(
             self.CHOSEN_CROP, self.tr("Chosen crop"), INTEGER, None, optional=True,
             minValue=0), "The crop whose RMSE is the RMSE output (a number, for the Graphical Modeler); empty = the "
-            "measured crop (the exact reference's; added to the crops when it fits R)."))
+            "measured crop (the exact reference's; added to the crops when it fits R). Otherwise one of Crops "
+            "(with Crops empty, it is added to them)."))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.REPORT, self.tr(self.REPORT_LABEL), self.tr("HTML files (*.html)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
@@ -86,28 +89,43 @@ class DistortionComparison(ModelAlgorithm):
             except ValueError as exc:
                 raise EngineError(f"Crops must be whole numbers separated by commas (got {text!r}).",
                                   "crops") from exc
+            measured = parameters.get(self.CHOSEN_CROP) in (None, "")
+            if not measured:
+                chosen = self.parameterAsInt(parameters, self.CHOSEN_CROP, context)
+                if chosen not in crops and text:
+                    raise QgsProcessingException(self.tr(
+                        "Chosen crop {} is not among the crops {} given in Crops (CROPS): add it there, or leave "
+                        "Chosen crop empty for the measured crop [parameter CHOSEN_CROP].").format(
+                        chosen, ", ".join(map(str, crops))))
+                if rfield - 2 * chosen < 1:
+                    raise QgsProcessingException(self.tr(
+                        "Chosen crop {} leaves no expression field of R = {} (R - 2 x crop); choose a crop below {} "
+                        "[parameter CHOSEN_CROP].").format(chosen, rfield, (rfield + 1) // 2))
+                if chosen not in crops:  # Crops left to its default: the chosen crop is measured too
+                    crops = sorted(crops + [chosen])
             feedback.pushInfo(self.tr("Receptive field {}, crops {}.").format(rfield, crops))
             error_folder = None
             if parameters.get(self.ERROR_FOLDER):
                 error_folder = self.parameterAsString(parameters, self.ERROR_FOLDER, context)
-                os.makedirs(error_folder, exist_ok=True)
-            measured = parameters.get(self.CHOSEN_CROP) in (None, "")
+            report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
+            made_folder = error_folder if error_folder and not os.path.isdir(error_folder) else None
             result = in_engine_thread(
                 distortion_comparison, request, rfield, crops,
                 self.parameterAsDouble(parameters, self.TOLERANCE, context), error_folder,
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-                log=feedback.pushInfo, with_measured=measured)
+                log=feedback.pushInfo, with_measured=measured, report_path=report,
+                report=lambda outcome: distortion_html(outcome, ["source 1"]))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         outputs = {}
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
-            with open(report, "w", encoding="utf-8") as handle:
-                handle.write(distortion_html(result, ["source 1"]))
             outputs[self.REPORT] = report
-        table = self.write_table(parameters, context, result)
+        # what a table that cannot be written takes with it (the error folder last, when the sweep made it)
+        written = [report] + [r.path for r in result.crops] + [made_folder]
+        table = self.open_table(parameters, context, result.rfield, written)
         if table:
-            outputs[self.TABLE] = table
+            outputs[self.TABLE] = self.fill_table(table, result, written)
+            table = None  # the sink closes (its file complete) with its last reference, before the outputs load
         if error_folder:
             outputs[self.ERROR_FOLDER] = error_folder
             self.load_error_rasters(context, result)
@@ -123,27 +141,48 @@ class DistortionComparison(ModelAlgorithm):
                 crop, self.tr(" (the measured crop)") if measured else "", chosen.rmse))
         return outputs
 
-    def write_table(self, parameters, context, result):
-        """One feature (no geometry) per crop."""
+    def open_table(self, parameters, context, rfield: int, written: list):
+        """The table's sink, (sink, destination, fields), or None when not asked for. A sink QGIS cannot create
+        (a full disk) is refused naming TABLE: its half-made file and the sweep's `written` files are removed."""
         fields = QgsFields()
         for name, kind in (("crop", int), ("efield", int), ("output", str), ("rmse", float), ("mae", float),
                            ("max_abs", float), ("share_above", float), ("cost", float), ("seconds", float),
                            ("s_per_mpx", float), ("pixels", int)):
             fields.append(field(name, kind))
-        sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
-                                          QgsCoordinateReferenceSystem())
+        target = self.parameterAsOutputLayer(parameters, self.TABLE, context) or ""
+        path = target.split("|")[0]
+        existed = bool(path) and os.path.exists(path)
+        try:
+            sink, dest = self.parameterAsSink(parameters, self.TABLE, context, fields, NO_GEOMETRY,
+                                              QgsCoordinateReferenceSystem())
+        except QgsProcessingException as exc:
+            discard(written + ([path, path + "-journal", path + "-wal", path + "-shm"] if path and not existed
+                               else []))
+            reason = str(exc).rsplit("failed: ", 1)[-1].rstrip(")")[:200]
+            raise QgsProcessingException(self.tr(
+                "Cannot create the table {} ({}); is the disk full? Free some space or choose another file "
+                "[parameter TABLE].").format(path or target, reason)) from exc
         if sink is None:
             return None
         if context.willLoadLayerOnCompletion(dest):  # named for what it holds, in a model too (not "TABLE")
             details = context.layerToLoadOnCompletionDetails(dest)
-            details.name = self.tr("RMSE per crop (R {})").format(result.rfield)
+            details.name = self.tr("RMSE per crop (R {})").format(rfield)
             details.forceName = True
+        return sink, dest, fields
+
+    def fill_table(self, table, result, written: list) -> str:
+        """One feature (no geometry) per crop; a sink that refuses them (a full disk) removes the sweep's files."""
+        sink, dest, fields = table
         for r in result.crops:
             feature = QgsFeature(fields)
             feature.setAttributes([r.crop, r.efield, r.output_name + (f" cropped {r.engine_crop}" if r.engine_crop
                                                                        else ""), r.rmse, r.mae, r.max_abs_error,
                                    r.share_above, r.theoretical_cost, r.seconds, r.seconds_per_mpx, r.pixels])
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+            if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
+                discard(written)
+                raise QgsProcessingException(self.tr(
+                    "Writing the table {} failed ({}); is the disk full? Free some space or choose another file "
+                    "[parameter TABLE].").format(dest, sink.lastError() or "no reason given"))
         return dest
 
     def load_error_rasters(self, context, result) -> None:
@@ -156,3 +195,15 @@ class DistortionComparison(ModelAlgorithm):
             details.forceName = True
             details.setPostProcessor(keep_alive(GrayStretch(1, 0.0, max(r.max_abs_error ** 2, 1e-12), name=name)))
             context.addLayerToLoadOnCompletion(r.path, details)
+
+
+def discard(paths: list) -> None:
+    """Remove the files (and an emptied folder) a run made, when a later output fails."""
+    for path in paths:
+        if path and os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        elif path:
+            remove_quietly(path)

@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber, QgsPr
 from ..engine import DependencyMissing, EngineError, analyse_model
 from ..engine.card import write_card
 from ..engine.class_map import read_class_table
+from ..engine.paths import write_text
 from ..engine.reports import analysis_html
 from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
 from .compat import FOLDER, INTEGER, RASTER
@@ -104,20 +105,16 @@ class ModelAnalysis(ModelAlgorithm):
             analysis = in_engine_thread(
                 analyse_model, self.parameterAsFile(parameters, self.MODEL, context), sizes, rasters or None,
                 name or None, placeholders=placeholders, progress=lambda f: feedback.setProgress(100.0 * f))
-        except (EngineError, DependencyMissing) as exc:
-            raise self.fail(exc) from exc
-        card = None
-        if self.parameterAsBoolean(parameters, self.WRITE_CARD, context):
-            try:
+            card = None
+            if self.parameterAsBoolean(parameters, self.WRITE_CARD, context):
                 table_path = self.parameterAsFile(parameters, self.CLASS_TABLE, context)
                 classes = read_class_table(table_path) if table_path else None
-                card = write_card(analysis.model_dir, analysis, classes)
-            except EngineError as exc:
-                raise self.fail(exc) from exc
-            feedback.pushInfo(self.tr("Model card written: {}.").format(card))
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
-        with open(report, "w", encoding="utf-8") as handle:
-            handle.write(analysis_html(analysis))
+                card = write_card(analysis.model_dir, analysis, classes)  # validated, then renamed into place
+                feedback.pushInfo(self.tr("Model card written: {}.").format(card))
+            report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+            write_text(report, analysis_html(analysis), "report")  # a temporary name, renamed when complete
+        except (EngineError, DependencyMissing) as exc:
+            raise self.fail(exc) from exc
         for line in analysis.notes:
             feedback.pushInfo(line)
         feedback.pushInfo(self.tr("Sources: {}.").format(", ".join(

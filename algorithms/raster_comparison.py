@@ -2,12 +2,13 @@
 
 import html
 
-from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterBand, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
 from ..engine import Cancelled, EngineError
 from ..engine.metrics import Comparison, compare_rasters
+from ..engine.paths import remove_quietly, write_text
 from .base import SeamlessAlgorithm, layer_path
 from .styling import load_styled
 
@@ -79,17 +80,17 @@ class RasterComparison(SeamlessAlgorithm):
         results = {self.RMSE: comparison.vector_rmse, self.MAE: comparison.mae,
                    self.MAX_ABS_ERROR: comparison.max_abs_error, self.PIXELS: comparison.pixels,
                    self.BAND_RMSE: ",".join(repr(v) for v in comparison.band_rmse)}
+        if report:
+            try:
+                write_text(report, report_html(comparison), "report")  # a temporary name, renamed when complete
+            except EngineError as exc:
+                if squared:  # written before the report: a failed run leaves neither
+                    remove_quietly(squared)
+                raise self.fail(exc) from exc
+            results[self.REPORT] = report
         if squared:
             load_styled(context, squared, self.tr("Squared error"), 1, 0.0, comparison.max_squared_error or 1.0)
             results[self.SQUARED_ERROR] = squared
-        if report:
-            try:
-                with open(report, "w", encoding="utf-8") as handle:
-                    handle.write(report_html(comparison))
-            except OSError as exc:
-                raise QgsProcessingException(self.tr("Cannot write the report {} ({}) [parameter REPORT].").format(
-                    repr(report), exc)) from exc
-            results[self.REPORT] = report
         return results
 
 

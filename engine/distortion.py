@@ -13,17 +13,20 @@ the seed's vector RMSE, per-band RMSE, MAE, maximum, pixels above the tolerance.
 """
 
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+from osgeo import gdal
 
 from .errors import EngineError, source_field
 from .grid import scale_rfield
 from .inference import run_inference, warm_up
 from .metrics import SQUARED_ERROR_NODATA, ErrorSums, accumulate
 from .model import read_signature, split_crop
+from .paths import check_output, check_output_folder, remove_quietly, replace_file, temporary_path
 from .planning import Plan, plan_inference
 from .raster import gdal_session
 from .request import FULL, OTBTF, InferenceRequest
@@ -185,8 +188,9 @@ class _CropComparison:
         if self.error:
             self.error.flush()
 
-    def commit(self) -> str | None:
-        return self.error.commit() if self.error else None
+    def commit(self) -> None:
+        """The squared-error raster stays under its temporary name: the sweep renames every file it wrote
+        together at its end (a later failure must leave none of them)."""
 
     def abort(self) -> None:
         if self.error:
@@ -222,14 +226,109 @@ def _part(progress, index: int, steps: int):
     return (lambda fraction: progress((index + fraction) / steps)) if progress else None
 
 
+class _Files:
+    """What a sweep writes (squared-error rasters, the report), kept under temporary names and renamed together at
+    its end: a failure, a cancel or a full disk leaves none of them, nor the error folder when the sweep made it."""
+
+    def __init__(self, error_folder: str | None, report_path: str | None):
+        self.error_folder, self.report_path = error_folder, report_path
+        self.made_folder = bool(error_folder) and not os.path.isdir(error_folder)
+        self.sinks, self.report_temp = [], None
+
+    def open(self) -> None:
+        """Make the error folder, when one is asked for and missing."""
+        if self.made_folder:
+            try:
+                os.makedirs(self.error_folder)
+            except OSError as exc:
+                raise EngineError(f"Cannot create the error folder {self.error_folder!r} ({exc.strerror or exc}).",
+                                  "error_folder") from exc
+
+    def commit(self, text: str | None) -> None:
+        """Close every raster, write the report (`text`), then rename them all into place."""
+        for sink in self.sinks:
+            try:
+                sink.dataset.FlushCache()
+                sink.dataset = None
+                if gdal.Open(sink.temp_path) is None:
+                    raise RuntimeError("the file cannot be read back")
+            except RuntimeError as exc:
+                raise EngineError(f"Writing the squared-error raster {sink.path!r} failed ({exc}); is the disk "
+                                  "full? Free some space or choose another folder.", "error_folder") from exc
+        if self.report_path and text is not None:
+            self.report_temp = temporary_path(self.report_path)
+            try:
+                with open(self.report_temp, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            except OSError as exc:
+                raise EngineError(f"Writing the report {self.report_path!r} failed ({exc.strerror or exc}); is the "
+                                  "disk full? Free some space or choose another folder.", "report") from exc
+        for sink in self.sinks:
+            replace_file(sink.temp_path, sink.path)
+        if self.report_temp:
+            replace_file(self.report_temp, self.report_path)
+
+    def abort(self) -> None:
+        """Remove every temporary file, and the error folder if this sweep made it and it is empty again."""
+        for sink in self.sinks:
+            sink.abort()
+        if self.report_temp:
+            remove_quietly(self.report_temp)
+        if self.made_folder:
+            try:
+                os.rmdir(self.error_folder)
+            except OSError:
+                pass
+
+
+def _crop_request(base_request: InferenceRequest, signature, base: str, rfield: int, crop: int) -> tuple:
+    """(request, output name, engine crop) of one crop's run: OTBTF grid, blocks of its expression field."""
+    model_crops = signature.crops_of(base)
+    name, engine_crop = (model_crops[crop], 0) if crop in model_crops else (base, crop)
+    efield = rfield - 2 * crop
+    return (replace(base_request, output_names=(name,), crop=engine_crop, extent_mode=OTBTF, efield=(efield, efield),
+                    tile_size=efield), name, engine_crop)
+
+
+def _off_grid(base_request: InferenceRequest, signature, base: str, rfield: int, crop: int) -> str | None:
+    """Why a crop's blocks cannot be read from every source (their edges fall between a source's pixels), or
+    None when they can. Planning is cheap here: no model run."""
+    try:
+        plan_inference(_crop_request(base_request, signature, base, rfield, crop)[0], measure_model=False)
+    except EngineError as exc:  # other faults are said where the sweep meets them (the reference comes first)
+        return str(exc) if exc.field == "tile_size" else None
+    return None
+
+
+def _check_crops(base_request: InferenceRequest, signature, base: str, rfield: int, crops: list) -> None:
+    """Refuse, before computing, the crops whose blocks of R - 2c output pixels do not start and end on every
+    source's pixel grid (a coarser source 2: R - 2c must be a multiple of its pixel ratio), saying which can."""
+    bad = [c for c in crops if _off_grid(base_request, signature, base, rfield, c)]
+    if not bad:
+        return
+    fits = [c for c in range((rfield + 1) // 2) if not _off_grid(base_request, signature, base, rfield, c)]
+    shown = ", ".join(map(str, fits[:12])) + (f" and {len(fits) - 12} more" if len(fits) > 12 else "")
+    coarse = re.search(r"on (.+?)'s pixel grid", _off_grid(base_request, signature, base, rfield, bad[0]))
+    raise EngineError(f"Crop(s) {', '.join(map(str, bad))} cannot be measured with R = {rfield}: each crop c runs "
+                      f"blocks of R - 2c output pixels ({', '.join(str(rfield - 2 * c) for c in bad)}), whose edges "
+                      f"would fall between the pixels of {coarse[1] if coarse else 'a coarser source'}; "
+                      + (f"crops that can be measured with this R: {shown}." if fits else
+                         "no crop can with this R: choose a receptive field that is a multiple of the sources' "
+                         "pixel ratio."), "crops")
+
+
 def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, tolerance: float = 1e-5,
                           error_folder: str | None = None, progress=None, is_canceled=None, log=None,
-                          work_folder: str | None = None, with_measured: bool = False) -> DistortionResult:
+                          work_folder: str | None = None, with_measured: bool = False,
+                          report_path: str | None = None, report=None) -> DistortionResult:
     """Run every crop with receptive field `rfield` (source 1 pixels) and compare it with the exact valid part.
     `with_measured`: add the measured crop (the exact reference's) to the crops when it fits `rfield`.
 
     The other sources' receptive fields keep their ratio to source 1's. `error_folder`, when given, receives
-    one squared-error raster per crop (`squared_error_crop<c>.tif`), on which the block grid shows.
+    one squared-error raster per crop (`squared_error_crop<c>.tif`), on which the block grid shows; every file it
+    will receive is checked before computing (none may be a file an input reads). `report_path` receives
+    `report(result)` (an HTML text). The rasters and the report are written under temporary names and renamed
+    together at the end: a failure, a cancel or a full disk leaves none of them (nor a folder the sweep made).
     """
     say = log or (lambda text: None)
     if rfield < 1:
@@ -239,6 +338,12 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         if crop < 0 or rfield - 2 * crop < 1:
             raise EngineError(f"Crop {crop} leaves no expression field of a {rfield} px receptive field "
                               f"(efield = rfield - 2 x crop); use crops below {(rfield + 1) // 2}.", "crops")
+    inputs = [(f"a raster of source {index + 1}", path) for index, source in enumerate(request.sources)
+              for path in source.paths]
+    if report_path:
+        check_output(report_path, "report", inputs, request.model_dir, (), "report")
+    if error_folder:
+        check_output_folder(error_folder, "error_folder", inputs, request.model_dir, "error folder")
     first = request.sources[0].rfield[0]
     sources = tuple(replace(s, rfield=(scale_rfield(rfield, s.rfield[0], first),) * 2) if s.rfield else s
                     for s in request.sources)
@@ -248,47 +353,70 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
     if signature.output(base) is None:
         raise EngineError(f"The distortion comparison needs the model's raw output {base!r} (or give its name).",
                           "output_names")
+    with gdal_session():
+        _check_crops(base_request, signature, base, rfield, crops)
+    files = _Files(error_folder, report_path)
+
+    def error_path(crop: int) -> str | None:
+        """The crop's squared-error raster, checked: never a file an input reads, nor the model."""
+        if not error_folder:
+            return None
+        path = os.path.join(error_folder, f"squared_error_crop{crop}.tif")
+        check_output(path, "error_folder", inputs, request.model_dir, what="squared-error raster")
+        return path
+
     steps = len(crops) + 1
-    with tempfile.TemporaryDirectory(prefix="seamless-distortion-", dir=work_folder) as folder, gdal_session():
-        reference_plan = _reference(base_request, base)
-        measured = reference_plan.measurement
-        reference_name, reference_crop = reference_plan.output_names[0], reference_plan.request.crop
-        measured_crop = split_crop(reference_name)[1] + reference_crop
-        if with_measured and measured_crop not in crops and rfield - 2 * measured_crop >= 1:
-            crops = sorted(crops + [measured_crop])
-            steps = len(crops) + 1
-        say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
-            + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px block).")
-        reference = _Reference(os.path.join(folder, "reference.npy"))
-        run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None, sink=reference,
-                      plan=reference_plan, progress=_part(progress, 0, steps))
-        rows = []
-        for index, crop in enumerate(crops):
-            model_crops = signature.crops_of(base)
-            name, engine_crop = (model_crops[crop], 0) if crop in model_crops else (base, crop)
-            efield = rfield - 2 * crop
-            crop_request = replace(base_request, output_names=(name,), crop=engine_crop, extent_mode=OTBTF,
-                                   efield=(efield, efield), tile_size=efield)
-            error_path = os.path.join(error_folder, f"squared_error_crop{crop}.tif") if error_folder else None
-            comparison = _CropComparison(reference, tolerance, error_path)
-            crop_plan = warm_up(crop_request)
-            started = time.perf_counter()
-            result = run_inference(crop_request, is_canceled=is_canceled, log_info=lambda text: None,
-                                   sink=comparison, plan=crop_plan, progress=_part(progress, index + 1, steps))
-            seconds = time.perf_counter() - started
-            sums = comparison.sums
-            if not sums.pixels:
-                raise EngineError(f"Crop {crop}: every pixel it shares with the reference is no-data; nothing to "
-                                  "compare.", source_field(0))
-            width, height = result.plan.size
-            rows.append(CropResult(crop, efield, name, engine_crop, sums.vector_rmse, sums.band_rmse, sums.mae,
-                                   sums.max_abs, sums.above / sums.pixels, sums.pixels, (rfield / efield) ** 2,
-                                   seconds, width * height, error_path))
-            say(f"crop {crop:3d} (efield {efield:3d}, {name}{f' cropped {engine_crop}' if engine_crop else ''}): "
-                f"RMSE {sums.vector_rmse:.3g}, max |error| {sums.max_abs:.3g}, "
-                f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
-        del reference, comparison  # unmap before the folder goes
-    return DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows), measured_crop)
+    try:
+        files.open()
+        for crop in crops:  # before computing: every file the folder will receive
+            error_path(crop)
+        with tempfile.TemporaryDirectory(prefix="seamless-distortion-", dir=work_folder) as folder, gdal_session():
+            reference_plan = _reference(base_request, base)
+            measured = reference_plan.measurement
+            reference_name, reference_crop = reference_plan.output_names[0], reference_plan.request.crop
+            measured_crop = split_crop(reference_name)[1] + reference_crop
+            if with_measured and measured_crop not in crops and rfield - 2 * measured_crop >= 1 and \
+                    not _off_grid(base_request, signature, base, rfield, measured_crop):
+                error_path(measured_crop)
+                crops = sorted(crops + [measured_crop])
+                steps = len(crops) + 1
+            say(f"Reference: {reference_name}" + (f" cropped by {reference_crop} px" if reference_crop else "")
+                + f", Full mode (exact: the model loses {measured.lost} px of a {measured.setup.sizes[0][0]} px "
+                "block).")
+            reference = _Reference(os.path.join(folder, "reference.npy"))
+            run_inference(reference_plan.request, is_canceled=is_canceled, log_info=lambda text: None,
+                          sink=reference, plan=reference_plan, progress=_part(progress, 0, steps))
+            rows = []
+            for index, crop in enumerate(crops):
+                crop_request, name, engine_crop = _crop_request(base_request, signature, base, rfield, crop)
+                efield = rfield - 2 * crop
+                comparison = _CropComparison(reference, tolerance, error_path(crop))
+                crop_plan = warm_up(crop_request)
+                started = time.perf_counter()
+                result = run_inference(crop_request, is_canceled=is_canceled, log_info=lambda text: None,
+                                       sink=comparison, plan=crop_plan, progress=_part(progress, index + 1, steps))
+                if comparison.error:
+                    files.sinks.append(comparison.error)
+                seconds = time.perf_counter() - started
+                sums = comparison.sums
+                if not sums.pixels:
+                    raise EngineError(f"Crop {crop}: every pixel it shares with the reference is no-data; nothing "
+                                      "to compare.", source_field(0))
+                width, height = result.plan.size
+                rows.append(CropResult(crop, efield, name, engine_crop, sums.vector_rmse, sums.band_rmse,
+                                       sums.mae, sums.max_abs, sums.above / sums.pixels, sums.pixels,
+                                       (rfield / efield) ** 2, seconds, width * height, comparison.error_path))
+                say(f"crop {crop:3d} (efield {efield:3d}, {name}{f' cropped {engine_crop}' if engine_crop else ''})"
+                    f": RMSE {sums.vector_rmse:.3g}, max |error| {sums.max_abs:.3g}, "
+                    f"cost {(rfield / efield) ** 2:.2f}, {seconds:.2f} s")
+            del reference, comparison  # unmap before the folder goes
+            outcome = DistortionResult(rfield, reference_name, reference_crop, tolerance, tuple(rows),
+                                       measured_crop)
+            files.commit(report(outcome) if report and report_path else None)
+    except BaseException:
+        files.abort()
+        raise
+    return outcome
 
 
 __all__ = ["CropResult", "DistortionResult", "default_crops", "distortion_comparison"]

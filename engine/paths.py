@@ -10,24 +10,32 @@ import tempfile
 import uuid
 
 from .errors import EngineError
+from .raster import files_read, is_virtual
 
 RASTER_EXTENSIONS = (".tif", ".tiff")  # what the engine writes: GeoTIFF only
 REPORT_EXTENSIONS = (".html", ".htm")
 SIDECARS = (".aux.xml", ".ovr", ".msk")  # GDAL's files beside a raster: statistics, overviews, masks
 _NAME_MAX = 255
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial(?P<ext>\.[A-Za-z]+)|parts)$")
+# a temporary file, its own sidecar (left alone when the file itself is gone), or a Dask run's parts folder
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial(?P<ext>\.[A-Za-z]+)(?:\.aux\.xml)?"
+                      r"|parts)$")
 
 
 def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
                  extensions: tuple = RASTER_EXTENSIONS, what: str = "output") -> str:
     """Refuse an output path that the engine cannot write safely; returns it.
 
-    Refused: no path, an extension the engine does not write, a folder that is missing or not writable, a
-    folder or a device given as the file, any of `inputs` (same resolved path or same inode), the model folder or
-    a file inside it, and a name too long for the temporary name written first.
+    Refused: no path, a GDAL virtual path, an extension the engine does not write, a folder that is missing or
+    not writable, a folder or a device given as the file, any file GDAL reads for one of `inputs` (the input
+    itself, a VRT's sources, recursively, its sidecars, the archive behind a /vsizip/ path; same resolved path
+    or same inode), the model folder or a file inside it, and a name too long for the temporary name written
+    first.
     """
     if not path:
         raise EngineError(f"No {what} path given; choose a file.", field)
+    if is_virtual(path):
+        raise EngineError(f"The {what} {path!r} is a GDAL virtual path (/vsi...), which GDAL reads but the plugin "
+                          "does not write; choose a file on disk.", field)
     name = os.path.basename(path)
     if extensions and not name.lower().endswith(extensions):
         raise EngineError(f"The {what} {path!r} must be a {' or '.join(extensions)} file (the plugin writes "
@@ -49,9 +57,15 @@ def check_output(path: str, field: str, inputs=(), model_dir: str | None = None,
                           f"{_NAME_MAX - len(temporary_name('', '0' * 8).encode())}); shorten it.", field)
     target = os.path.realpath(path)
     for label, candidate in inputs:
-        if candidate and _same_file(target, candidate):
+        if not candidate:
+            continue
+        if _same_file(target, candidate):
             raise EngineError(f"The {what} {path!r} is {label}: writing it would destroy the input; choose "
                               "another path.", field)
+        for read in files_read(candidate):
+            if _same_file(target, read):
+                raise EngineError(f"The {what} {path!r} is a file that {label} reads ({candidate!r} refers to "
+                                  f"{read!r}): writing it would destroy the input; choose another path.", field)
     if model_dir and _inside(target, model_dir):
         raise EngineError(f"The {what} {path!r} is inside the model folder {model_dir!r}: writing it would "
                           "damage the model; choose a path outside it.", field)
@@ -172,6 +186,7 @@ def replace_file(temp_path: str, path: str) -> None:
     sidecar = temp_path + ".aux.xml"  # the temporary file's own statistics belong to the new file
     if os.path.exists(sidecar):
         os.replace(sidecar, path + ".aux.xml")
+    remove_quietly(sidecar)
 
 
 def remove_sidecars(path: str) -> None:
@@ -179,4 +194,30 @@ def remove_sidecars(path: str) -> None:
     for suffix in SIDECARS:
         candidate = path + suffix
         if os.path.isfile(candidate):
-            os.remove(candidate)
+            try:
+                os.remove(candidate)
+            except FileNotFoundError:  # another run of the same output removed it first
+                pass
+
+
+def write_text(path: str, text: str, field: str, what: str = "report") -> str:
+    """Write a text file (an HTML report) under a temporary name and rename it into place: a full disk or a
+    failure leaves neither a half-written file nor the temporary one, and says so naming `field`."""
+    temp = temporary_path(path)
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        replace_file(temp, path)
+    except OSError as exc:
+        remove_quietly(temp)
+        raise EngineError(f"Writing the {what} {path!r} failed ({exc.strerror or exc}); is the disk full? Free "
+                          "some space or choose another folder.", field) from exc
+    return path
+
+
+def remove_quietly(path: str) -> None:
+    """Remove a file of this run's own making, if it is there."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass

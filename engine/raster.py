@@ -66,10 +66,32 @@ def gdal_session(cache_bytes: int | None = None):
 COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
 
 
+VSI_PREFIX = "/vsi"  # GDAL's virtual file systems: /vsizip/, /vsicurl/, /vsimem/, ...
+
+
+def is_virtual(path: str) -> bool:
+    """True for a GDAL virtual path (/vsizip/archive.zip/pan.tif, /vsicurl/https://...): valid for GDAL and QGIS
+    to read, never a file the plugin writes."""
+    return str(path).startswith(VSI_PREFIX)
+
+
+def raster_exists(path: str) -> bool:
+    """True when the file exists: on disk, or for GDAL's virtual file systems (a member of a zip, a URL)."""
+    if not path:
+        return False
+    if is_virtual(path):
+        with gdal_session():
+            try:
+                return gdal.VSIStatL(path) is not None
+            except RuntimeError:
+                return False
+    return os.path.exists(path)
+
+
 def open_raster(path: str, name: str, field: str | None = None):
     """Open a raster read-only, or raise an EngineError that names the request field. A raster that refers to
     files (a VRT) must find them all."""
-    if not path or not os.path.exists(path):
+    if not raster_exists(path):
         raise EngineError(f"{name}: raster file not found: {path!r}.", field)
     with gdal_session():
         try:
@@ -77,7 +99,7 @@ def open_raster(path: str, name: str, field: str | None = None):
         except RuntimeError as exc:
             raise EngineError(f"{name}: GDAL cannot read {path!r} as a raster ({_first_line(exc)}); is it a "
                               "complete raster file?", field) from exc
-    missing = [f for f in vrt_sources(dataset, path) if not os.path.exists(f)]
+    missing = [f for f in vrt_sources(dataset, path) if not raster_exists(f)]
     if missing:
         raise EngineError(f"{name}: {path!r} refers to file(s) that do not exist: {', '.join(missing[:3])}; fix "
                           "the paths in it or rebuild it.", field)
@@ -85,9 +107,14 @@ def open_raster(path: str, name: str, field: str | None = None):
 
 
 def vrt_sources(dataset, path: str) -> list:
-    """The files a VRT reads (none for other formats), as paths."""
-    if dataset.GetDriver().ShortName != "VRT":
+    """The files a VRT reads directly (none for other formats), as paths (GDAL virtual paths kept as given)."""
+    if dataset is None or dataset.GetDriver().ShortName != "VRT" or is_virtual(path):
         return []
+    return _vrt_file_sources(path)
+
+
+def _vrt_file_sources(path: str) -> list:
+    """The SourceFilename entries of a VRT file (relative ones made absolute)."""
     # bandit B314: ElementTree fetches no external entities or DTDs, and expat 2.4.1+ (Python 3.10's, Debian 12's
     # 2.5) stops entity expansion bombs; GDAL has already opened this VRT
     try:
@@ -97,12 +124,66 @@ def vrt_sources(dataset, path: str) -> list:
     found = []
     for element in root.iter("SourceFilename"):
         name = (element.text or "").strip()
-        if not name or name.startswith("/vsi"):
+        if not name:
             continue
-        if element.get("relativeToVRT") == "1":
+        if element.get("relativeToVRT") == "1" and not is_virtual(name):
             name = os.path.join(os.path.dirname(os.path.abspath(path)), name)
         found.append(name)
     return found
+
+
+def files_read(path: str) -> list:
+    """Every file on disk that GDAL reads for the raster `path`: the file itself, what GDAL lists for the dataset
+    (GetFileList: sidecars, overviews, masks, a VRT's sources), the sources of a VRT and of the VRTs it names,
+    recursively, and the archive or file behind a virtual path (/vsizip/a.zip/pan.tif -> a.zip). An output must
+    be none of them: writing it would change the input."""
+    found, pending, seen = [], [path], set()
+    while pending:
+        current = pending.pop()
+        if not current or current in seen:
+            continue
+        seen.add(current)
+        on_disk = disk_file(current)
+        if on_disk and on_disk not in found:
+            found.append(on_disk)
+        # only the input and the VRTs it names are opened: a mosaic of 10 000 tiles lists them without 10 000 opens
+        if (current != path and not current.lower().endswith(".vrt")) or not raster_exists(current):
+            continue
+        with gdal_session():
+            try:
+                dataset = gdal.Open(current, gdal.GA_ReadOnly)
+                listed = (dataset.GetFileList() or []) if dataset is not None else []
+            except RuntimeError:
+                dataset, listed = None, []
+        pending.extend(listed)
+        if dataset is not None and dataset.GetDriver().ShortName == "VRT" and not is_virtual(current):
+            pending.extend(_vrt_file_sources(current))
+    return found
+
+
+def disk_file(path: str) -> str | None:
+    """The file on disk behind `path`: the path itself, or for a GDAL virtual path the archive or file it reads
+    from (/vsizip/{/data/a.zip}/pan.tif, /vsigzip//data/pan.tif.gz, /vsisubfile/0_100,/data/x.tif); None for a
+    URL or memory."""
+    if not is_virtual(path):
+        return path
+    rest = path
+    while is_virtual(rest):
+        prefix, _, rest = rest[1:].partition("/")
+        if prefix in ("vsisubfile",):
+            rest = rest.partition(",")[2]
+        elif prefix in ("vsicurl", "vsimem", "vsistdin", "vsis3", "vsigs", "vsiaz", "vsiadls", "vsioss",
+                        "vsiswift", "vsiwebhdfs", "vsihdfs", "vsicurl_streaming"):
+            return None
+    rest = rest.strip()
+    if rest.startswith("{") and "}" in rest:
+        return rest[1:rest.index("}")]
+    candidate = rest
+    while candidate and candidate != os.sep:  # the longest leading part that is a file: the archive
+        if os.path.isfile(candidate):
+            return candidate
+        candidate = os.path.dirname(candidate)
+    return None
 
 
 def raster_info(path: str, name: str, field: str | None = None) -> RasterInfo:

@@ -7,14 +7,13 @@ file renamed by `commit()`; the distortion comparison's sinks compare blocks in 
 drops them.
 """
 
-import os
 from typing import Protocol
 
 import numpy as np
 from osgeo import gdal
 
 from .errors import EngineError
-from .paths import check_output, replace_file, temporary_path
+from .paths import check_output, remove_quietly, replace_file, temporary_path
 from .raster import AUTO, DATA_TYPES, creation_options
 from .request import InferenceRequest
 
@@ -193,5 +192,4 @@ class GeoTiffSink:
         """Drop the temporary file; the final name is left untouched."""
         self.dataset = None
         for candidate in (self.temp_path, self.temp_path + ".aux.xml"):
-            if os.path.exists(candidate):
-                os.remove(candidate)
+            remove_quietly(candidate)

@@ -60,9 +60,9 @@ class TensorFlowBackend:
         with gdal_session(GDAL_CACHE_BYTES):
             readers = [SourceReader(list(s.paths), request.padding, name, source_field(i), s.bands)
                        for i, (s, name) in enumerate(zip(request.sources, plan.names))]
-            sink.open(plan)
             with ThreadPoolExecutor(1, "seamless-read") as reading, ThreadPoolExecutor(1, "seamless-write") as writing:
                 try:
+                    sink.open(plan)  # inside: a sink that fails half-open (one file of two created) is aborted
                     pending_read = reading.submit(read_batch, plan, readers, batches[0])
                     pending_write = None
                     for index, group in enumerate(batches):
