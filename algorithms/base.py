@@ -350,8 +350,9 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
             self.CLUSTER, self.tr("Cluster"), optional=True),
             "Empty = this process. A Dask scheduler address (tcp://host:8786) spreads the tiles over its workers, "
-            "which must reach the model, the rasters and the output folder; local or local:N starts N worker "
-            "processes on this machine. The pixels are the same.")))
+            "which must reach the model, the rasters and the output folder (its first worker is waited for 60 s, "
+            "SEAMLESS_CLUSTER_WAIT); local or local:N starts N worker processes on this machine (at most one a "
+            "CPU core). The pixels are the same.")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
             self.SPCSCALE, self.tr("Output spacing scale"), DOUBLE, 1.0,
             minValue=0.0001), "Output pixel = source 1 pixel x scale (OTBTF's output.spcscale).")))
