@@ -63,6 +63,7 @@ class ReadmeCluster:
         return [values.get(word, word) for word in command]
 
     def start(self, command, env):
+        env = dict(env, TMPDIR=str(self.folder))  # Dask's scratch space with the test's files, even when killed
         process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
         self.processes.append(process)
