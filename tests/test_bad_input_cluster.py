@@ -131,7 +131,8 @@ def test_a_killed_client_takes_its_local_cluster_along_and_the_next_run_cleans_u
     parent gone), and what the killed run left (its cluster folder, its partial output) goes with the next run."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = dict(os.environ, TMPDIR=str(scratch))
+    # a measurement cache of its own: the client runs TensorFlow itself (the model's measurement) before the cluster
+    env = dict(os.environ, TMPDIR=str(scratch), SEAMLESS_CACHE_DIR=str(tmp_path / "measurements"))
     before = snapshot(work)
     command = [sys.executable, "-c", KILLED_CLIENT, str(PLUGINS), str(work / "model"), str(work / "pan.tif"),
                str(work / "xs.tif"), str(work / "result.tif")]
@@ -156,3 +157,35 @@ def test_a_killed_client_takes_its_local_cluster_along_and_the_next_run_cleans_u
     after = snapshot(work)
     assert {path for path in after if path not in before} == {str(work / "result.tif")}
     assert all(after[path] == digest for path, digest in before.items())
+
+
+def test_a_system_out_of_processes_is_a_sentence_and_stops_what_started(work, tmp_path, monkeypatch):
+    """The system refuses the third process (as at its process limit, the raw BlockingIOError the issue saw; root
+    is not held to RLIMIT_NPROC, so the refusal is made here): the run says so, naming the cluster, and the
+    scheduler and worker already started are stopped, their folder removed."""
+    from seamless_inference.engine import EngineError, InferenceRequest, Source, run_inference
+    from seamless_inference.engine.backends import dask_local
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(dask_local.tempfile, "tempdir", None)  # TMPDIR read again
+    started, popen = [], subprocess.Popen
+
+    def limited(command, *args, **kwargs):  # subprocess.Popen is the module's: count the cluster's only
+        if not any("distributed.cli" in str(word) for word in command):
+            return popen(command, *args, **kwargs)
+        if len(started) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        started.append(popen(command, *args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(dask_local.subprocess, "Popen", limited)
+    request = InferenceRequest(str(work / "model"), (Source((str(work / "pan.tif"),), (128, 128)),
+                                                     Source((str(work / "xs.tif"),), None)), valid_part=True)
+    before = snapshot(work)
+    with pytest.raises(EngineError, match="Could not start the local Dask cluster's 2 worker process") as error:
+        run_inference(request, str(work / "result.tif"), cluster="local:2")
+    assert error.value.field == "cluster" and "BlockingIOError" in str(error.value)
+    assert "local:1" in str(error.value) and "2 started, now stopped" in str(error.value)
+    assert all(process.poll() is not None for process in started)
+    assert os.listdir(tmp_path / "tmp") == [] and snapshot(work) == before
