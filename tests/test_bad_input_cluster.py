@@ -1,6 +1,6 @@
 """The bad-input and fault catalogue, the cluster (CLUSTER): a bad address, a scheduler with no worker, workers
-that cannot import the plugin, a model that fails on a worker, every worker killed mid-run, a client killed with
-its `local:N` cluster, too many local workers. Each ends in a message naming CLUSTER (or the parameter at fault)
+that cannot import the plugin or do not see the model's path, a model that fails on a worker, every worker killed mid-run, a client killed with
+its `local:N` cluster, too many local workers (and a system out of processes). Each ends in a message naming CLUSTER (or the parameter at fault)
 and the fix, with not one file created, changed or left; the scheduler and workers are started exactly as the
 README says (test_cluster.ReadmeCluster)."""
 
@@ -58,6 +58,17 @@ def test_workers_that_cannot_import_the_plugin_say_how_to_start_them(provider, w
     refused(VALID, work, cluster_params(work, readme.address), "cannot import seamless_inference",
             "No module named 'seamless_inference'", f"`PYTHONPATH={PLUGINS} dask worker {readme.address} --nthreads 1`",
             "[parameter CLUSTER]")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self")
+def test_workers_that_do_not_see_the_model_at_the_client_s_path(provider, work, readme, monkeypatch):
+    """The same path that is not the same folder on a worker (another machine's mount): /proc/self/cwd is this
+    process's working folder here (the work folder) and the worker's own there."""
+    readme.add_worker()
+    readme.client(1).close()
+    monkeypatch.chdir(work)
+    refused(VALID, work, cluster_params(work, readme.address, MODEL="/proc/self/cwd/model"), "The worker tcp://",
+            "does not see /proc/self/cwd/model", "at the same path on every machine", "[parameter CLUSTER]")
 
 
 def test_a_model_that_fails_on_a_worker_is_the_worker_s_own_message(provider, work, readme, tmp_path):
