@@ -1,8 +1,8 @@
 """The bad-input and fault catalogue, the cluster (CLUSTER): a bad address, a scheduler with no worker, workers that
-cannot import the plugin or do not see the model's path, a model that fails on a worker, every worker killed mid-
-run, a client killed with its `local:N` cluster, too many local workers (and a system out of processes). Each ends
-in a message naming CLUSTER (or the parameter at fault) and the fix, with not one file created, changed or left; the
-scheduler and workers are started exactly as the README says (test_cluster.ReadmeCluster)."""
+cannot import the plugin or do not see the model's path, a model that fails on a worker, every worker killed
+mid-run, a client killed with its `local:N` cluster, too many local workers (and a system out of processes). Each
+ends in a message naming CLUSTER (or the parameter at fault) and the fix, with not one file created, changed or
+left; the scheduler and workers are started exactly as the README says (test_cluster.ReadmeCluster)."""
 
 import os
 import signal
@@ -13,7 +13,8 @@ import time
 
 import pytest
 from conftest import PLUGINS
-from test_bad_input_catalogue import ARTIFACT, VALID, refused, single, snapshot, tf_model, work  # noqa: F401 (work: fixture)
+from test_bad_input_catalogue import ARTIFACT, VALID, refused, single, snapshot, tf_model
+from test_bad_input_catalogue import work  # noqa: F401 (a fixture, used by its name)
 from test_cluster import ReadmeCluster
 
 distributed = pytest.importorskip("distributed")

@@ -1,11 +1,11 @@
 """`local` / `local:N`: a Dask scheduler and N worker processes started on this machine for one run, that die
 with the process that started them.
 
-The children run under a watchdog (WATCHED): each polls its parent's pid and exits as soon as the parent is
-gone, so that a client killed with SIGKILL (which runs no `finally`) does not leave a scheduler and workers
-running (measured: gone 2.2 s after the kill). Everything they write (Dask's scratch space, TensorFlow's temporary files, the
-scheduler file, their log) goes into one folder `seamless-dask-<client pid>-*` of the temporary folder, which the
-run removes; a folder whose client is dead is what a killed run left, and the next local cluster removes it.
+The children run under a watchdog (WATCHED): each polls its parent's pid and exits as soon as the parent is gone, so
+that a client killed with SIGKILL (which runs no `finally`) does not leave a scheduler and workers running
+(measured: gone 2.2 s after the kill). Everything they write (Dask's scratch space, TensorFlow's temporary files,
+the scheduler file, their log) goes into one folder `seamless-dask-<client pid>-*` of the temporary folder, which
+the run removes; a folder whose client is dead is what a killed run left, and the next local cluster removes it.
 """
 
 import os
