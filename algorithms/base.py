@@ -421,8 +421,9 @@ class InferenceAlgorithm(ModelAlgorithm):
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterString(
             self.CLUSTER, self.tr("Cluster"), optional=True),
             "Empty = this process. A Dask scheduler address (tcp://host:8786) spreads the tiles over its workers, "
-            "which must reach the model, the rasters and the output folder; local or local:N starts N worker "
-            "processes on this machine. The pixels are the same.")))
+            "which must reach the model, the rasters and the output folder (its first worker is waited for 60 s, "
+            "SEAMLESS_CLUSTER_WAIT); local or local:N starts N worker processes on this machine (at most one a "
+            "CPU core). The pixels are the same.")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
             self.RESAMPLE, self.tr("Resample to the model's pixel size"),
             [self.tr("No: refuse a pixel size 10 % off the model card's")] + list(RESAMPLINGS), defaultValue=0),

@@ -265,7 +265,7 @@ def cluster_speed(pan, xs, workers: int = 2, repeats: int = 2) -> dict:
     import shutil
     import tempfile
 
-    from seamless_inference.engine.backends.cluster import start_local, stop_processes
+    from seamless_inference.engine.backends.dask_local import start_local, stop_processes
 
     folder, processes = tempfile.mkdtemp(prefix="bench-dask-"), []
     try:

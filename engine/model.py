@@ -204,7 +204,9 @@ class SavedModel:
             function = self.function
             specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in function.structured_input_signature[1].items()}
 
-            @tf.function(input_signature=[specs])
+            # no autograph (nothing here for it to convert): it would write its converted source into the
+            # temporary folder, a file a killed process leaves behind
+            @tf.function(input_signature=[specs], autograph=False)
             def run(inputs):
                 results = function(**inputs)
                 return [results[k] for k in keys]

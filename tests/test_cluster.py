@@ -1,11 +1,12 @@
-"""Valid-part inference on a Dask cluster: a real scheduler and real worker processes on 127.0.0.1, started
-here with `dask scheduler` / `dask worker`; the same pixels as in this process, a lost worker costs a retry,
-a cancel leaves nothing."""
+"""Valid-part inference on a Dask cluster: a real scheduler and real worker processes on this machine, started
+exactly as the README's recipe says (`dask scheduler --port P`, `PYTHONPATH=<plugins> dask worker tcp://... --nthreads
+1`); the same pixels as in this process, a lost worker costs a retry, a cancel leaves nothing."""
 
-import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,40 +17,84 @@ from conftest import MODEL, PAN, PLUGINS, ROOT, XS, qgis_process
 from osgeo import gdal
 
 from seamless_inference.engine import Cancelled, InferenceRequest, Source, run_inference
-from seamless_inference.engine.backends.cluster import stop_processes
+from seamless_inference.engine.backends.dask_local import stop_processes
 
 distributed = pytest.importorskip("distributed")
 DASK = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
 
 
+def readme_recipe() -> tuple:
+    """The README's two commands (section "Beyond one machine"): (scheduler argv, worker PYTHONPATH, worker argv),
+    read from the README itself, so that these tests run what it says."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    scheduler = re.search(r"^(dask scheduler .*?)(?:\s+#.*)?$", text, re.MULTILINE).group(1).split()
+    worker = re.search(r"^PYTHONPATH=(\S+) (dask worker .*?)(?:\s+#.*)?$", text, re.MULTILINE)
+    return scheduler, worker.group(1), worker.group(2).split()
+
+
+def test_the_readme_recipe_is_the_one_these_tests_start():
+    assert readme_recipe() == (["dask", "scheduler", "--port", "8786"], "/shared/qgis-plugins",
+                               ["dask", "worker", "tcp://scheduler-host:8786", "--nthreads", "1"])
+
+
+class ReadmeCluster:
+    """A scheduler and workers started with the README's commands (readme_recipe: the venv's dask, a free port of
+    this machine for 8786, 127.0.0.1 for scheduler-host, .build/plugins for /shared/qgis-plugins); each process in
+    a session of its own (stop() ends them all, nanny and worker)."""
+
+    def __init__(self, folder, pythonpath=str(PLUGINS)):
+        self.folder, self.pythonpath, self.processes = folder, pythonpath, []
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.log = open(folder / "cluster.log", "ab")  # noqa: SIM115 (closed by stop)
+        self.scheduler = self.start(self.readme(readme_recipe()[0]), os.environ)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            time.sleep(0.2)
+
+    def readme(self, command: list) -> list:
+        """A README command with this machine's dask, port and address."""
+        values = {"dask": DASK, "8786": str(self.port), "tcp://scheduler-host:8786": self.address}
+        return [values.get(word, word) for word in command]
+
+    def start(self, command, env):
+        env = dict(env, TMPDIR=str(self.folder))  # Dask's scratch space with the test's files, even when killed
+        process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def add_worker(self, pythonpath=None):
+        """The README's worker command; its PYTHONPATH is the folder that holds the plugin's folder (or what
+        `pythonpath` says), nothing else."""
+        env = dict(os.environ, PYTHONPATH=self.pythonpath if pythonpath is None else pythonpath)
+        return self.start(self.readme(readme_recipe()[2]), env)
+
+    def client(self, workers: int):
+        client = distributed.Client(self.address, timeout=60, set_as_default=False)
+        client.wait_for_workers(workers, timeout=120)
+        return client
+
+    def stop(self):
+        stop_processes(self.processes)
+        self.log.close()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A scheduler and two single-threaded workers without nanny (a killed worker stays dead)."""
-    folder = tmp_path_factory.mktemp("cluster")
-    scheduler_file = folder / "scheduler.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGINS)] + sys.path))
-    log = open(folder / "cluster.log", "ab")  # noqa: SIM115
-    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                   "--scheduler-file", str(scheduler_file)], env=env, stdout=log, stderr=log,
-                                  start_new_session=True)]
-
-    def start_worker():
-        processes.append(subprocess.Popen([DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-                                           "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--memory-limit",
-                                           "0"], env=env, stdout=log, stderr=log, start_new_session=True))
-
+    """A scheduler and two workers as the README starts them (each with its nanny: a killed worker restarts)."""
+    readme = ReadmeCluster(tmp_path_factory.mktemp("cluster"))
     for _ in range(2):
-        start_worker()
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    address = json.loads(scheduler_file.read_text())["address"]
-    client = distributed.Client(address, timeout=60, set_as_default=False)
-    client.wait_for_workers(2, timeout=60)
-    yield address, client, start_worker
+        readme.add_worker()
+    client = readme.client(2)
+    yield readme.address, client
     client.close()
-    stop_processes(processes)
-    log.close()
+    readme.stop()
 
 
 def multi_tile_scene(folder, size=1024) -> tuple:
@@ -91,7 +136,7 @@ def mode(request, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("scene", ["sample", "multi-tile"])
 def test_the_cluster_gives_the_in_process_pixels(cluster, tmp_path, scene, mode):
-    address, _, _ = cluster
+    address, _ = cluster
     pan, xs = (PAN, XS) if scene == "sample" else multi_tile_scene(tmp_path / "scene")
     changes = {} if scene == "sample" else {"tile_size": 256}
     here, there = tmp_path / "here.tif", tmp_path / "there.tif"
@@ -109,12 +154,12 @@ def test_the_cluster_gives_the_in_process_pixels(cluster, tmp_path, scene, mode)
 def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(cluster, tmp_path, monkeypatch, mode):
     from seamless_inference.engine.backends import cluster as backend
 
-    address, client, start_worker = cluster
+    address, client = cluster
     pan, xs = multi_tile_scene(tmp_path / "scene")
     here, there = tmp_path / "here.tif", tmp_path / "there.tif"
     run_inference(request(pan, xs, tile_size=128), str(here))
     monkeypatch.setattr(backend, "PART_PIXELS", 128 * 128 * 2)  # many small parts: some are on the victim
-    pids = client.run(os.getpid)
+    pids = client.run(os.getpid)  # the worker processes, under their nannies
     victim = sorted(pids.values())[0]
     killed = []
 
@@ -124,10 +169,22 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(cluster, tmp_path, mo
             killed.append(fraction)
 
     run_inference(request(pan, xs, tile_size=128), str(there), cluster=address, progress=kill_once)
-    start_worker()  # the next test gets two workers again
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=120)  # its nanny restarts it: the next test gets two workers again
     assert killed and killed[0] < 1.0
     assert_same_raster(here, there)
+    assert not leftovers(tmp_path)
+
+
+@pytest.mark.slow
+def test_relative_paths_are_the_client_s_not_the_workers(cluster, tmp_path, monkeypatch):
+    """The workers' working folder is not the client's: relative paths are resolved here, before they travel."""
+    address, _ = cluster
+    for path in (PAN, XS):
+        shutil.copy(path, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_inference(request("pan.tif", "xs.tif"), "here.tif")
+    run_inference(request("pan.tif", "xs.tif"), "there.tif", cluster=address)
+    assert_same_raster(tmp_path / "here.tif", tmp_path / "there.tif")
     assert not leftovers(tmp_path)
 
 
@@ -135,7 +192,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(cluster, tmp_path, mo
 def test_cancel_leaves_no_part_no_output_and_no_running_task(cluster, tmp_path, monkeypatch, mode):
     from seamless_inference.engine.backends import cluster as backend
 
-    address, client, _ = cluster
+    address, client = cluster
     monkeypatch.setattr(backend, "PART_PIXELS", 128 * 128)  # one tile a part: the run is still going on
     pan, xs = multi_tile_scene(tmp_path / "scene")
     out = tmp_path / "out" / "cancelled.tif"

@@ -11,23 +11,25 @@ this process writes them as they come: the output is written once, as in-process
 costs Dask a retry of its parts (each part is written under a temporary name: a retry rewrites it whole); a
 cancel cancels the futures, tells running parts to stop after their batch, and removes every part.
 
-CLUSTER: a scheduler address (tcp://host:8786) or `local` / `local:N`: a scheduler and N worker processes
-started here, with a real Python (never QGIS's executable), on 127.0.0.1, stopped at the end of the run.
+CLUSTER: a scheduler address (tcp://host:8786), which must have a worker within SEAMLESS_CLUSTER_WAIT seconds
+(WORKER_WAIT, 60), or `local` / `local:N`: a scheduler and N worker processes started here (dask_local.py), with
+a real Python (never QGIS's executable), on 127.0.0.1, stopped at the end of the run. Before any part, every
+worker must import this plugin and see the run's paths (check_workers); a part's failure is raised as the
+worker's own error (worker_error), never as Dask's.
 """
 
+import dataclasses
 import os
+import pickle  # nosec B403: parts of this client's own plan, sent to its workers (as Dask itself pickles them)
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 
 from osgeo import gdal
 
-from ..dependencies import import_distributed, python_executable
-from ..errors import Cancelled, EngineError, source_field
+from ..dependencies import import_distributed
+from ..errors import Cancelled, DependencyMissing, EngineError, source_field
 from ..model import SavedModel
 from ..paths import parts_folder
 from ..planning import Plan, clip, runs, tiles
@@ -35,11 +37,21 @@ from ..raster import SourceReader, gdal_session
 from ..request import InferenceRequest
 from ..sinks import BlockSink, GeoTiffSink
 from .base import Monitor, RunStats
+from .dask_local import local_workers, make_folder, start_local, stop_processes
 from .tensorflow import GDAL_CACHE_BYTES, read_batch, run_batch, write_batch
 
 PART_PIXELS = 4_000_000  # output pixels a part aims at: a few model calls, against ~10 ms of scheduling
 LOOPBACK_BLOCKS = True   # workers all on this machine send their blocks back (False: part files, as elsewhere)
-START_TIMEOUT = 120      # seconds for a local cluster's scheduler and workers to come up
+WORKER_WAIT = 60         # seconds a scheduler address may take to have a worker (SEAMLESS_CLUSTER_WAIT overrides)
+PACKAGE = __name__.split(".")[0]  # this plugin's package, as the workers must import it: seamless_inference
+# the folder holding the plugin's package: what a worker's PYTHONPATH must contain
+PLUGINS_FOLDER = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# Dask's scheduler unpickles every task it is given (distributed 2024.12 and later): a task naming this plugin's
+# function would need the plugin importable by the scheduler too, which `dask scheduler` as the README starts it
+# (or dask-jobqueue's) is not. A task is therefore the builtin eval of this fixed expression, the part pickled as
+# bytes: only the workers import the plugin, and a worker that cannot says so with its own ImportError.
+TASK = "__import__('importlib').import_module(module).run_part(payload)"
+CHECK = "__import__('importlib').import_module(module).worker_check(paths)"
 
 
 class DaskBackend:
@@ -62,6 +74,7 @@ class DaskBackend:
         them (one write of the output, as in-process); elsewhere they write part files that this process assembles
         (the pixels do not travel through it)."""
         distributed = import_distributed()
+        plan = absolute_paths(plan)  # the workers' working folder is not this process's
         parts, folder = split(plan), None
         count = sum(len(p) for p in parts)
         try:
@@ -70,21 +83,25 @@ class DaskBackend:
                 workers = len(addresses)
                 if not (LOOPBACK_BLOCKS and all(_on_this_machine(address) for address in addresses)):
                     folder = parts_folder(sink.path)
+                check_workers(client, self.cluster, plan, os.path.dirname(folder) if folder else None)
+                if folder:
                     os.makedirs(folder)
                 monitor.say(f"Cluster {self.cluster}: {workers} worker(s), {len(parts)} part(s) of "
                             f"{count} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
                             + (", parts written beside the output." if folder else ", blocks sent back here."))
                 stop = distributed.Event(f"seamless-stop-{uuid.uuid4().hex}", client=client)
                 run_id = uuid.uuid4().hex[:8]
-                futures = [client.submit(compute_part, plan, part, os.path.join(folder, f"part{index:05d}.tif")
-                                         if folder else None, stop.name, key=f"seamless-part-{run_id}-{index}",
-                                         retries=2, pure=False)
+                futures = [client.submit(eval, TASK, {"module": __name__, "payload": pickle.dumps(
+                                             (plan, part, os.path.join(folder, f"part{index:05d}.tif") if folder
+                                              else None, stop.name))},
+                                         key=f"seamless-part-{run_id}-{index}", retries=2, pure=False)
                            for index, part in enumerate(parts)]
+                weights, where = [len(p) for p in parts], self.cluster
                 if folder is None:
                     sink.open(plan)
                     try:
-                        gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks),
-                               [len(p) for p in parts])
+                        gather(client, futures, stop, monitor, lambda blocks: _write_blocks(sink, blocks), weights,
+                               where)
                         if monitor.canceled():  # up to the rename
                             raise Cancelled("Cancelled by the user.")
                         sink.commit()
@@ -92,7 +109,7 @@ class DaskBackend:
                         sink.abort()
                         raise
                 else:
-                    gather(client, futures, stop, monitor, weights=[len(p) for p in parts])
+                    gather(client, futures, stop, monitor, weights=weights, where=where)
                     if monitor.canceled():
                         raise Cancelled("Cancelled by the user.")
                     assemble([f.result() for f in futures], plan, sink)
@@ -127,10 +144,11 @@ def split(plan: Plan) -> list:
     return parts
 
 
-def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=None) -> None:
+def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=None, where: str = "") -> None:
     """Wait for the parts, reporting progress as they complete (by their `weights`, e.g. tiles, else one each) and
-    handing each result to `each` (then dropping it from the cluster); a cancel or a failure stops everything."""
-    pending, done = set(futures), 0
+    handing each result to `each` (then dropping it from the cluster); a cancel or a failure stops everything, a
+    failure raised as the worker's own error (worker_error), the cluster `where` named."""
+    pending, done, alone = set(futures), 0, _Alone(client, worker_wait())
     weight = dict(zip(futures, weights or [1] * len(futures)))
     total = sum(weight.values()) or 1
     while pending:
@@ -143,19 +161,112 @@ def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=Non
             raise Cancelled("Cancelled by the user.")
         finished = {f for f in pending if f.done()}
         if not finished:
+            if alone.too_long():  # the parts would wait for a worker forever
+                stop.set()
+                client.cancel(futures, force=True)
+                raise EngineError(f"The Dask cluster {where} lost every worker mid-run (none for {alone.wait:g} s; "
+                                  "SEAMLESS_CLUSTER_WAIT sets the wait): their log says why (killed? out of "
+                                  "memory?); start workers again and rerun, or leave Cluster empty.", "cluster")
             time.sleep(0.2)
             continue
         pending -= finished
         for future in finished:
-            if future.status == "error":
+            if future.status != "finished":
+                # the worker's error first: the cancel below drops it (exception() would then return None)
+                error = future.exception() if future.status == "error" else None
                 stop.set()
                 client.cancel(futures, force=True)
-                raise future.exception()
+                raise worker_error(error, where)
             if each is not None:
                 each(future.result())
                 future.release()
         done += sum(weight[f] for f in finished)
         monitor.advance(done / total)
+
+
+class _Alone:
+    """Whether the cluster has had no worker for longer than `wait` seconds (asked of the scheduler once a
+    second)."""
+
+    def __init__(self, client, wait: float):
+        self.client, self.wait, self.since, self.asked = client, wait, None, 0.0
+
+    def too_long(self) -> bool:
+        now = time.monotonic()
+        if now - self.asked >= 1.0:
+            self.asked = now
+            self.since = None if self.client.nthreads() else (self.since or now)
+        return self.since is not None and now - self.since > self.wait
+
+
+def worker_error(error, cluster: str) -> BaseException:
+    """A part's failure as the error to raise here: the engine's own errors as they are; anything else as an
+    EngineError naming the cluster that says what the worker said (and the fix, where it is known)."""
+    if isinstance(error, (EngineError, Cancelled)):
+        return error
+    if isinstance(error, ImportError) and (getattr(error, "name", None) or "").split(".")[0] == PACKAGE:
+        return EngineError(cannot_import(cluster, error), "cluster")
+    if isinstance(error, DependencyMissing):
+        return EngineError(f"A worker of the Dask cluster {cluster} cannot run the model: {error}", "cluster")
+    if error is None or not isinstance(error, BaseException):
+        return EngineError(f"A part was lost on the Dask cluster {cluster} without its error ({error!r}): the "
+                           "workers' or the scheduler's log says why; run again, or leave Cluster empty.", "cluster")
+    if type(error).__name__ == "KilledWorker":
+        return EngineError(f"The Dask workers of {cluster} died while computing a part, on every retry ({error}): "
+                           "their log says why (memory? each worker needs the model and a batch of tiles); run "
+                           "again with fewer or larger workers, or leave Cluster empty.", "cluster")
+    return EngineError(f"A worker of the Dask cluster {cluster} failed on a part: {type(error).__name__}: "
+                       f"{error}", "cluster")
+
+
+def cannot_import(cluster: str, error: BaseException) -> str:
+    """The message for workers that cannot import this plugin, with the command that starts one that can."""
+    return (f"The worker(s) of the Dask cluster {cluster} cannot import {PACKAGE} ({type(error).__name__}: "
+            f"{error}): start each worker with the folder that holds the plugin's {PACKAGE} folder on its "
+            f"PYTHONPATH (here {PLUGINS_FOLDER}; the same plugin version on every machine): "
+            f"`PYTHONPATH={PLUGINS_FOLDER} dask worker {cluster} --nthreads 1`.")
+
+
+def absolute_paths(plan: Plan) -> Plan:
+    """The plan with its model and source paths absolute, as this process sees them: a worker resolves a
+    relative path from its own working folder. GDAL's virtual paths (/vsi...) and URLs stay as they are."""
+    def absolute(path: str) -> str:
+        return path if path.startswith("/vsi") or "://" in path else os.path.abspath(path)
+
+    request = plan.request
+    sources = tuple(dataclasses.replace(s, paths=tuple(absolute(p) for p in s.paths)) for s in request.sources)
+    return dataclasses.replace(plan, request=dataclasses.replace(request, model_dir=absolute(request.model_dir),
+                                                                 sources=sources))
+
+
+def check_workers(client, cluster: str, plan: Plan, output_folder: str | None) -> None:
+    """Before any part: every worker imports this plugin and sees the model, the rasters and (when workers write
+    parts) the output's folder at the paths this process uses; else an EngineError naming the cluster."""
+    paths = [plan.request.model_dir] + [p for s in plan.request.sources for p in s.paths
+                                        if not p.startswith("/vsi") and "://" not in p]
+    paths += [output_folder] if output_folder else []
+    answers = client.run(eval, CHECK, {"module": __name__, "paths": paths}, on_error="return")
+    for address, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            if isinstance(answer, ImportError) and (answer.name or "").split(".")[0] == PACKAGE:
+                raise EngineError(cannot_import(cluster, answer), "cluster")
+            raise EngineError(f"The worker {address} of the Dask cluster {cluster} cannot load the plugin "
+                              f"({type(answer).__name__}: {answer}); start it with the same Python packages as "
+                              "this one (TensorFlow, GDAL), or leave Cluster empty.", "cluster")
+        if answer:
+            raise EngineError(f"The worker {address} of the Dask cluster {cluster} does not see {answer[0]}: "
+                              "the model, the rasters and the output's folder must be at the same path on every "
+                              "machine (a shared file system), or leave Cluster empty.", "cluster")
+
+
+def worker_check(paths: list) -> list:
+    """On a worker (check_workers): the paths of `paths` it does not see."""
+    return [path for path in paths if not os.path.exists(path)]
+
+
+def run_part(payload: bytes):
+    """On a worker: the part the client pickled (TASK), computed by compute_part."""
+    return compute_part(*pickle.loads(payload))  # nosec B301: the client's own plan, sent by Dask
 
 
 def _running(client) -> list:
@@ -250,12 +361,20 @@ def assemble(paths: list, plan: Plan, sink: GeoTiffSink) -> None:
 
 
 class connect:  # noqa: N801 (a context manager used as a function)
-    """A Dask client of the cluster: an address, or `local[:N]` started here and stopped on exit."""
+    """A Dask client of the cluster: an address (with a worker, waited for up to SEAMLESS_CLUSTER_WAIT or
+    WORKER_WAIT seconds), or `local[:N]` started here and stopped on exit."""
 
     def __init__(self, cluster: str, say):
         self.cluster, self.say, self.processes, self.client, self.folder = cluster, say, [], None, None
 
     def __enter__(self):
+        try:
+            return self._connect()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _connect(self):
         distributed = import_distributed()
         if self.cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
             try:
@@ -264,9 +383,17 @@ class connect:  # noqa: N801 (a context manager used as a function)
                 raise EngineError(f"No Dask scheduler answers at {self.cluster} ({exc}); start one with `dask "
                                   "scheduler` and workers with `dask worker <address>`, or leave Cluster empty.",
                                   "cluster") from exc
+            wait = worker_wait()
+            try:
+                self.client.wait_for_workers(1, timeout=wait)
+            except TimeoutError as exc:
+                raise EngineError(f"The Dask scheduler at {self.cluster} has no worker (waited {wait:g} s): start "
+                                  f"one on each machine, `PYTHONPATH={PLUGINS_FOLDER} dask worker {self.cluster} "
+                                  "--nthreads 1` (SEAMLESS_CLUSTER_WAIT sets the wait, in seconds), or leave "
+                                  "Cluster empty.", "cluster") from exc
             return self.client
         count = local_workers(self.cluster)
-        self.folder = tempfile.mkdtemp(prefix="seamless-dask-")
+        self.folder = make_folder()
         self.client = start_local(count, self.folder, self.processes)
         self.say(f"Started a local Dask cluster of {count} worker process(es) on 127.0.0.1.")
         return self.client
@@ -274,69 +401,16 @@ class connect:  # noqa: N801 (a context manager used as a function)
     def __exit__(self, *exc):
         if self.client is not None:
             self.client.close()
+            self.client = None
         stop_processes(self.processes)
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
         return False
 
 
-def local_workers(cluster: str) -> int:
-    """N of `local:N` (`local`: one worker per CPU core)."""
-    name, _, count = cluster.partition(":")
-    if name != "local" or (count and not count.isdigit()) or count == "0":
-        raise EngineError(f"Cluster {cluster!r} is neither a scheduler address (tcp://host:8786) nor local or "
-                          "local:N (N worker processes on this machine); leave it empty to run here.", "cluster")
-    return int(count) if count else max(1, os.cpu_count() or 1)
-
-
-def worker_environment() -> dict:
-    """This process's environment, with this Python's paths (the plugin, TensorFlow) for the workers."""
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep) + sys.path
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(p for p in paths if p)),
-                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-
-
-def start_local(count: int, folder: str, processes: list):
-    """A scheduler and `count` single-threaded worker processes on 127.0.0.1, started with a real Python."""
-    distributed = import_distributed()
-    python, env = python_executable(), worker_environment()
-    # the workers share this machine's cores: TensorFlow's thread pools sized for one worker each
-    threads = str(max(1, (os.cpu_count() or 1) // count))
-    env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
-    env.setdefault("TF_NUM_INTEROP_THREADS", threads)
-    if python is None:
-        raise EngineError("No Python interpreter of this installation was found to start Dask workers with.",
-                          "cluster")
-    scheduler_file = os.path.join(folder, "scheduler.json")
-    log = open(os.path.join(folder, "cluster.log"), "ab")  # noqa: SIM115 (closed with the folder)
-    common = {"env": env, "stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL,
-              "start_new_session": True}
-    # bandit B603: argv lists without a shell, this installation's own Python running Dask's modules with fixed
-    # options; nothing in them comes from the user
-    scheduler = subprocess.Popen([python, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                                  "0", "--no-dashboard", "--scheduler-file", scheduler_file], **common)  # nosec B603
-    processes.append(scheduler)
-    for _ in range(count):
-        worker = subprocess.Popen([python, "-m", "distributed.cli.dask_worker", "--scheduler-file", scheduler_file,
-                                   "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
-                                   "--memory-limit", "0"], **common)  # nosec B603
-        processes.append(worker)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not os.path.exists(scheduler_file) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    client = distributed.Client(scheduler_file=scheduler_file, timeout=START_TIMEOUT, set_as_default=False)
-    client.wait_for_workers(count, timeout=START_TIMEOUT)
-    return client
-
-
-def stop_processes(processes: list) -> None:
-    """SIGTERM, then SIGKILL after 10 s, to each process's session."""
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def worker_wait() -> float:
+    """Seconds to wait for a scheduler's first worker: SEAMLESS_CLUSTER_WAIT, else WORKER_WAIT."""
+    try:
+        return max(0.0, float(os.environ.get("SEAMLESS_CLUSTER_WAIT", WORKER_WAIT)))
+    except ValueError:
+        return WORKER_WAIT
