@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import sys
+import threading
 import warnings
 
 from .errors import DependencyMissing
@@ -183,8 +184,23 @@ def import_tensorflow():
     RTLD_DEEPBIND makes TensorFlow's libraries use their own symbols first. Measured: without it
     qgis_process.bin dies at `import tensorflow`; with it the model runs.
     """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    if _imported.get("tensorflow") is not None:
+        return _imported["tensorflow"]
+    # one import at a time: two runs started together in a fresh QGIS would otherwise see the module half
+    # initialised ("partially initialized module", or a _DeadlockError in importlib) and fail
+    with _import_lock:
+        if _imported.get("tensorflow") is None:
+            _imported["tensorflow"] = _import_tensorflow()
+    return _imported["tensorflow"]
+
+
+_import_lock = threading.Lock()
+_imported = {}
+
+
+def _import_tensorflow():
+    if "tensorflow" in sys.modules and getattr(sys.modules["tensorflow"], "saved_model", None) is not None:
+        return sys.modules["tensorflow"]  # imported by someone else (the user's script, another plugin)
     flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
     try:
         if flags is not None and hasattr(os, "RTLD_DEEPBIND"):

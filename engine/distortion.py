@@ -344,9 +344,13 @@ def distortion_comparison(request: InferenceRequest, rfield: int, crops: list, t
         check_output(report_path, "report", inputs, request.model_dir, (), "report")
     if error_folder:
         check_output_folder(error_folder, "error_folder", inputs, request.model_dir, "error folder")
-    first = request.sources[0].rfield[0]
-    sources = tuple(replace(s, rfield=(scale_rfield(rfield, s.rfield[0], first),) * 2) if s.rfield else s
-                    for s in request.sources)
+    first = request.sources[0].rfield[0] if request.sources[0].rfield else None
+    if first is None:  # source 1 at R, the others on its ground (the model card's receptive fields are for its own R)
+        sources = (replace(request.sources[0], rfield=(rfield, rfield)),) + tuple(
+            replace(s, rfield=None) for s in request.sources[1:])
+    else:
+        sources = tuple(replace(s, rfield=(scale_rfield(rfield, s.rfield[0], first),) * 2) if s.rfield else s
+                        for s in request.sources)
     base_request = replace(request, sources=sources, efield=None, tile_size=None, crop=0)
     signature = read_signature(request.model_dir)
     base = split_crop(request.output_names[0])[0] if request.output_names else signature.base_outputs()[0]

@@ -39,3 +39,27 @@ def test_no_engine_module_imports_qgis():
         for line in path.read_text(encoding="utf-8").splitlines():
             stripped = line.strip()
             assert not stripped.startswith(("import qgis", "from qgis")), f"{path}: {line}"
+
+
+THREADED_IMPORT = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from seamless_inference.engine.dependencies import import_tensorflow
+found, errors = [], []
+def first_import():
+    try:
+        found.append(import_tensorflow().saved_model.load)
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=first_import) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(found), errors)
+"""
+
+
+def test_four_threads_importing_tensorflow_first_all_get_it():
+    """Two runs started together in a fresh QGIS import TensorFlow from two threads: none may see it half made."""
+    run = subprocess.run([sys.executable, "-c", THREADED_IMPORT, str(PLUGINS)], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.stdout.strip().splitlines()[-1] == "4 []", run.stdout + run.stderr
