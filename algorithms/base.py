@@ -20,7 +20,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source, run_inference)
 from ..engine.card import read_card
-from ..engine.class_map import complete_table, read_class_table
+from ..engine.class_map import band_range, complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
 from .compat import ADVANCED, DOUBLE, FOLDER, INTEGER, RASTER
 from .help import SHORT_DESCRIPTION, SHORT_HELP
@@ -522,7 +522,9 @@ class InferenceAlgorithm(ModelAlgorithm):
         name = self.layer_name(plan)
         if output:
             band = self.parameterAsInt(parameters, self.DISPLAY_BAND, context) or result.display_band or 1
-            load_styled(context, output, name, band, under=class_map)  # the class map is what shows
+            # scores and probabilities stretch 0..1; a regression (the model card says so) its own range
+            low, high = band_range(output, band) if plan.kind == "regression" else (0.0, 1.0)
+            load_styled(context, output, name, band, low, high, under=class_map)  # the class map is what shows
         if class_map:
             entries = complete_table(result.class_table, plan.bands)[0]
             load_classes(context, class_map, self.tr("{} - class map").format(name),

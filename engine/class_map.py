@@ -287,6 +287,14 @@ class ClassMapSink:
             self.scores.abort()
 
 
+def band_range(path: str, band: int) -> tuple:
+    """(minimum, maximum) of a band, exactly (the display stretch of a regression: one pass over one band)."""
+    dataset = gdal.Open(path)
+    band = band if 1 <= band <= dataset.RasterCount else 1  # the styling says so when the band does not exist
+    low, high = dataset.GetRasterBand(band).ComputeRasterMinMax(False)
+    return (float(low), float(high)) if high > low else (float(low), float(low) + 1.0)
+
+
 def most_contrast_band(path: str, window: int = 512) -> int:
     """The band (from 1) with the largest standard deviation over the first `window` x `window` output pixels,
     no-data left out: the band that shows something when a layer is first displayed."""

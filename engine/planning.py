@@ -58,6 +58,7 @@ class Plan:
     crs_wkt: str
     reference_grid: g.RasterGrid  # source 1's georeferencing
     notes: tuple = ()
+    kind: str | None = None       # what the output is, by the model card: scores, probabilities, regression
 
     @property
     def bands(self) -> int:
@@ -182,7 +183,8 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
                 output_names=tuple(output_names), band_names=tuple(signature.band_names(output_names)), crop=crop,
                 efield=efield, lattice=lattice, out_x=out_x, out_y=out_y, window=window, tile=tile,
                 tile_base=base_xy, batch=batch, exact=exact,
-                measurement=measurement, crs_wkt=infos[0].crs_wkt, reference_grid=infos[0].grid, notes=tuple(notes))
+                measurement=measurement, crs_wkt=infos[0].crs_wkt, reference_grid=infos[0].grid, notes=tuple(notes),
+                kind=next((k for n, k in (card.outputs if card else ()) if n == base), None))
 
 
 def _batch(request, signature, placeholders, pixels) -> int:

@@ -328,3 +328,23 @@ def test_every_backend_feeds_the_selected_and_scaled_bands(renamed, tmp_path, mo
     assert np.abs(pixels(reference.path) - pixels(other.path)).max() <= 1e-5
     if backend == "otbtf":
         otb_process._status.clear()
+
+
+def test_a_regression_output_is_stretched_over_its_own_range(provider, qgis_new_project, tmp_path):
+    """The card says the output is a regression: the canvas stretch is its values' range, not 0..1."""
+    import processing
+    from qgis.core import QgsProject
+    from test_bad_input_catalogue import tf_model
+
+    plain = tf_model(tmp_path / "plain", "plain")  # y = (x, -x) / 100: PAN / 100 is about 1..16
+    model = with_card(plain, tmp_path, {"version": 1, "sources": [{"placeholder": "x", "receptive_field": 64}],
+                                        "outputs": [{"name": "y", "kind": "regression"}]})
+    out = tmp_path / "y.tif"
+    processing.runAndLoadResults(VALID, {"MODEL": model, "SOURCE1": [str(PAN)], "DISPLAY_BAND": 1,
+                                         "OUTPUT": str(out)})
+    [layer] = QgsProject.instance().mapLayers().values()
+    enhancement = layer.renderer().contrastEnhancement()
+    values = pixels(out)[0]
+    assert values.min() > 0.5 and values.max() > 5
+    assert enhancement.minimumValue() == pytest.approx(values.min(), rel=1e-3)
+    assert enhancement.maximumValue() == pytest.approx(values.max(), rel=1e-3)
