@@ -18,6 +18,7 @@ def _scoped(enum: str, member: str, before):
 
 
 RASTER = _scoped("ProcessingSourceType", "Raster", lambda: QgsProcessing.SourceType.TypeRaster)
+VECTOR_ANY = _scoped("ProcessingSourceType", "Vector", lambda: QgsProcessing.SourceType.TypeVector)  # tables too
 INTEGER = _scoped("ProcessingNumberParameterType", "Integer", lambda: QgsProcessingParameterNumber.Type.Integer)
 DOUBLE = _scoped("ProcessingNumberParameterType", "Double", lambda: QgsProcessingParameterNumber.Type.Double)
 FOLDER = _scoped("ProcessingFileParameterBehavior", "Folder", lambda: QgsProcessingParameterFile.Behavior.Folder)

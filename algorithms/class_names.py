@@ -1,0 +1,106 @@
+"""Class names: the step of the class polygons model that no QGIS algorithm does, naming and colouring class values.
+
+Polygons from gdal:polygonize and area tables from native:rasterlayeruniquevaluesreport carry class values only;
+this copies their features with a `name` field after the value field, from the class table (the class map's own,
+or a file), and styles polygons on load as a categorised renderer of the class colours (also saved as the
+GeoPackage's default style, so the file opens styled anywhere later).
+"""
+
+from qgis.core import (QgsFeature, QgsFeatureSink, QgsFields, QgsProcessingException,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterRasterLayer)
+
+from ..engine import EngineError
+from ..engine.class_names import class_entries, entry_of
+from .base import SeamlessAlgorithm, layer_path
+from .compat import NO_GEOMETRY, VECTOR_ANY, field
+from .styling import load_categorised, save_default_style
+
+
+class ClassNames(SeamlessAlgorithm):
+    """Copies features (polygons or table rows) adding the name of their class value; polygons styled by class."""
+
+    ICON = "class_names.svg"
+    INPUT = "INPUT"
+    FIELD = "FIELD"
+    CLASS_MAP = "CLASS_MAP"
+    CLASS_TABLE = "CLASS_TABLE"
+    OUTPUT = "OUTPUT"
+    NAME_FIELD = "name"
+
+    def name(self) -> str:
+        """Stable id: seamless:classnames."""
+        return "classnames"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        """Toolbox name."""
+        return self.tr("Class names and colours (polygons, tables)")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        """Features with a class value field, the class map and/or a class table; the named features out."""
+        self.addParameter(self.explained(QgsProcessingParameterFeatureSource(
+            self.INPUT, self.tr("Polygons or table with class values"), [VECTOR_ANY]),
+            "E.g. gdal:polygonize's polygons of a class map, or native:rasterlayeruniquevaluesreport's table."))
+        self.addParameter(self.explained(QgsProcessingParameterField(
+            self.FIELD, self.tr("Class value field"), "class", self.INPUT),
+            "The field holding the class values (the class map's pixel values)."))
+        self.addParameter(self.explained(QgsProcessingParameterRasterLayer(
+            self.CLASS_MAP, self.tr("Class map"), optional=True),
+            "A class map written by the inference algorithms: its own class table (names and colours) is used."))
+        self.addParameter(self.explained(QgsProcessingParameterFile(
+            self.CLASS_TABLE, self.tr("Class table"), optional=True,
+            fileFilter="Class tables (*.csv *.qml *.clr *.txt)"),
+            "Names and colours: a CSV value,name,color, a QGIS paletted style (.qml) or a colour map (.clr); it "
+            "takes precedence over the class map's own. Values no table names are 'class N'."))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Named classes"), VECTOR_ANY))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Copy the features with the class name after the value field; style polygons by class."""
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.tr("No features given [parameter INPUT]."))
+        value_field = self.parameterAsString(parameters, self.FIELD, context) or "class"
+        index = source.fields().lookupField(value_field)
+        if index < 0:
+            raise QgsProcessingException(self.tr("The input has no field {!r}; fields: {} [parameter FIELD].").format(
+                value_field, ", ".join(source.fields().names())))
+        class_map = self.parameterAsRasterLayer(parameters, self.CLASS_MAP, context)
+        try:
+            entries = class_entries(layer_path(class_map, self.CLASS_MAP) if class_map else None,
+                                    self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None)
+        except EngineError as exc:
+            raise self.fail(exc) from exc
+        fields = QgsFields()
+        for position, existing in enumerate(source.fields()):
+            fields.append(existing)
+            if position == index:
+                fields.append(field(self.NAME_FIELD, str))
+        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
+                                                 source.sourceCrs())
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        total, present = source.featureCount() or 1, {}
+        for number, feature in enumerate(source.getFeatures()):
+            if feedback.isCanceled():
+                break
+            attributes = feature.attributes()
+            value = attributes[index]
+            if value is None or value == "":
+                name = None
+            else:
+                entry = entry_of(entries, value)
+                present[entry.value] = entry
+                name = entry.name
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            out.setAttributes(attributes[:index + 1] + [name] + attributes[index + 1:])
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
+            feedback.setProgress(100.0 * number / total)
+        del sink  # the file is complete (QGIS writes it when the sink goes)
+        feedback.pushInfo(self.tr("Classes: {}").format(", ".join(f"{e.value} {e.name}" for e in
+                                                                   sorted(present.values(), key=lambda e: e.value))))
+        if source.wkbType() != NO_GEOMETRY:
+            classes = [(e.value, e.color, e.name) for e in sorted(present.values(), key=lambda e: e.value)]
+            save_default_style(destination, value_field, classes)
+            load_categorised(context, destination, value_field, classes)
+        return {self.OUTPUT: destination}
