@@ -151,7 +151,7 @@ SHORT_HELP = {
         "saved as the GeoPackage's default style (the file opens styled later). It is the step of "
         "<code>models/class_polygons.model3</code> that no QGIS algorithm does: the model sieves, polygonises and "
         "measures with gdal:sieve, gdal:polygonize, native:rasterlayeruniquevaluesreport and "
-        "native:fieldcalculator.</p>"
+        "native:collect and native:refactorfields.</p>"
     ),
 }
 

@@ -17,7 +17,8 @@ from seamless_inference.engine.class_names import class_entries, entry_of, raste
 MODEL3 = ROOT / "models" / "class_polygons.model3"
 CLASSES_CSV = SAMPLE / "classes.csv"
 CHILDREN = {"valid_part": "seamless:validpartinference", "pixel_size": "native:rasterlayerproperties",
-            "sieve": "gdal:sieve", "polygonize": "gdal:polygonize", "polygon_areas": "native:refactorfields",
+            "sieve": "gdal:sieve", "polygonize": "gdal:polygonize", "split": "native:extractbyexpression",
+            "dissolve": "native:collect", "merge": "native:mergevectorlayers", "polygon_areas": "native:refactorfields",
             "polygons": "seamless:classnames", "area_report": "native:rasterlayeruniquevaluesreport",
             "area_table": "native:refactorfields", "areas": "seamless:classnames"}
 PIXEL_AREA = 0.6 * 0.6  # the sample's PAN grid, which the valid part keeps
@@ -39,7 +40,7 @@ def test_the_model_chains_the_class_map_into_qgis_and_gdal_algorithms(provider):
         ok, issues = model.validateChildAlgorithm(child_id)
         assert ok, f"{child_id}: {issues} (regenerate the model: .venv/bin/python tools/make_model3.py)"
     assert [p.name() for p in model.parameterDefinitions() if not p.isDestination()] == [
-        "MODEL", "SOURCE1", "SOURCE2", "CLASS_TABLE", "MIN_AREA"]
+        "MODEL", "SOURCE1", "SOURCE2", "CLASS_TABLE", "MIN_AREA", "DISSOLVE"]
     assert {p.name() for p in model.parameterDefinitions() if p.isDestination()} == {
         "polygons:POLYGONS", "areas:AREAS"}  # Version1: the names users' scripts pass
     (threshold,) = children["sieve"].parameterSources()["THRESHOLD"]
@@ -140,9 +141,10 @@ def test_qgis_process_makes_named_polygons_and_an_area_table_that_add_up_to_the_
 
 
 @pytest.mark.slow
-def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_names(tmp_path):
-    """MIN_AREA 0 keeps every patch; without a class table the names are the class map's own (class 0..5)."""
-    polygons, table, log = run_model(tmp_path, "MIN_AREA=0")
+def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_dissolved_polygons_match_it(tmp_path):
+    """MIN_AREA 0 keeps every patch; without a class table the names are the class map's own (class 0..5);
+    DISSOLVE gives one multipolygon per class, of the table's area."""
+    polygons, table, log = run_model(tmp_path, "MIN_AREA=0", "DISSOLVE=true")
     engine = tmp_path / "classes.tif"
     run_inference(InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",)), None,
                   class_map=str(engine))
@@ -152,4 +154,9 @@ def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_names(tmp_
     for row in table:
         assert float(row["area_m2"]) == pytest.approx(int(row["pixels"]) * PIXEL_AREA, rel=1e-9)
         assert row["name"] == f"class {row['value']}"
-    assert sum(r[2] for r in polygons_of(polygons)) == pytest.approx(500 * 500 * PIXEL_AREA, rel=1e-6)
+    rows = polygons_of(polygons)
+    assert sorted(r[0] for r in rows) == sorted(int(r["value"]) for r in table)  # one feature per class
+    areas = {int(r["value"]): float(r["area_m2"]) for r in table}
+    for value, name, area_m2, _, geometry in rows:
+        assert name == f"class {value}" and area_m2 == pytest.approx(areas[value], rel=1e-6)
+    assert sum(r[2] for r in rows) == pytest.approx(500 * 500 * PIXEL_AREA, rel=1e-6)

@@ -73,7 +73,7 @@ def test_the_model_runs_from_the_modeler_and_loads_styled_named_polygons(tmp_pat
                 report["layers"][layer.name()] = entry
             return len(layers) == 2
     ''')
-    assert report["valid"] and len(report["children"]) == 9, report
+    assert report["valid"] and len(report["children"]) == 12, report
     layers = report["layers"]
     assert sorted(layers) == ["AREAS", "POLYGONS"], (layers, report.get("log"))  # QGIS names them by output
     polygons = layers["POLYGONS"]

@@ -114,8 +114,8 @@ CLASS_POLYGONS_HELP = {
         "From class scores to map products: valid-part inference writes the class map (the argmax of the scores, "
         "seamless); gdal:sieve merges the patches smaller than the minimum mapping unit into their largest "
         "neighbour (its threshold in pixels: the unit divided by the class map's pixel area, rounded up, so no "
-        "patch left is smaller); gdal:polygonize makes one polygon per patch; native:fieldcalculator gives each "
-        "its area; native:rasterlayeruniquevaluesreport counts the pixels of each class on the sieved map; "
+        "patch left is smaller); gdal:polygonize makes one polygon per patch (native:collect one multipolygon per "
+        "class, with DISSOLVE); native:refactorfields gives each its area; native:rasterlayeruniquevaluesreport counts the pixels of each class on the sieved map; "
         "seamless:classnames names the classes (the class table, or the class map's own) and styles the polygons "
         "in the class colours. Polygons and table describe the same sieved map: their areas agree, and add up to "
         "the mapped area (no-data left out)."),
@@ -131,7 +131,8 @@ CLASS_POLYGONS_HELP = {
                 "largest neighbour. 0 keeps every patch.",
     "CLASS_TABLE": "Names and colours of the classes: CSV value,name,color, QGIS .qml or .clr (the sample's: "
                    "sample/classes.csv). Empty = class 0..N-1 in a qualitative palette.",
-    "polygons:POLYGONS": "One polygon per patch of the sieved class map: class value, class name, area in m2 and "
+    "DISSOLVE": "One multipolygon per class instead of one polygon per patch.",
+    "polygons:POLYGONS": "One polygon per patch of the sieved class map (or per class, with DISSOLVE): class value, class name, area in m2 and "
                          "ha; styled in the class colours (also the GeoPackage's default style).",
     "areas:AREAS": "One row per class present: value, name, pixel count, area in m2 and ha, share of the mapped "
                    "area in percent (no-data left out).",
@@ -140,8 +141,8 @@ CLASS_POLYGONS_HELP = {
 
 def build_class_polygons():
     """The class polygons model (QGIS's Processing, its GDAL provider and `seamless` must be registered)."""
-    from qgis.core import (QgsProcessingModelChildParameterSource as Src, QgsProcessingParameterFile,
-                           QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
+    from qgis.core import (QgsProcessingModelChildParameterSource as Src, QgsProcessingParameterBoolean,
+                           QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
     from qgis.PyQt.QtCore import QVariant
 
     from seamless_inference.algorithms.compat import DOUBLE, FOLDER
@@ -154,6 +155,7 @@ def build_class_polygons():
         (QgsProcessingParameterFile("CLASS_TABLE", "Class table", optional=True,
                                     fileFilter="Class tables (*.csv *.qml *.clr *.txt)"), 780),
         (QgsProcessingParameterNumber("MIN_AREA", "Minimum mapping unit (m2)", DOUBLE, MIN_AREA, minValue=0), 1000),
+        (QgsProcessingParameterBoolean("DISSOLVE", "One (multi)polygon per class", False), 1220),
     ))
 
     def param(name):
@@ -185,26 +187,36 @@ def build_class_polygons():
          ("pixel_size",)),
         ("polygonize", "gdal:polygonize", "Polygonize", (200, 420),
          {"INPUT": child_output("sieve", "OUTPUT"), "FIELD": static("class")}, ()),
-        ("polygon_areas", "native:refactorfields", "Patch areas", (200, 500),
-         {"INPUT": child_output("polygonize", "OUTPUT"), "FIELDS_MAPPING": fields(
+        # one feature per class or per patch: the split sends every patch to native:collect (a multipolygon per
+        # class) or past it, the merge takes both (one of them empty); no patch is held in memory unless DISSOLVE
+        ("split", "native:extractbyexpression", "Dissolve or not", (200, 500),
+         {"INPUT": child_output("polygonize", "OUTPUT"),
+          "EXPRESSION": [Src.fromExpression("if(coalesce(@DISSOLVE, false), 'TRUE', 'FALSE')")]}, ()),
+        ("dissolve", "native:collect", "One multipolygon per class", (560, 580),
+         {"INPUT": child_output("split", "OUTPUT"), "FIELD": static(["class"])}, ()),
+        ("merge", "native:mergevectorlayers", "Patches or classes", (200, 660),
+         {"LAYERS": [Src.fromChildOutput("dissolve", "OUTPUT"), Src.fromChildOutput("split", "FAIL_OUTPUT")],
+          "CRS": static(None)}, ()),
+        ("polygon_areas", "native:refactorfields", "Polygon areas", (200, 740),
+         {"INPUT": child_output("merge", "OUTPUT"), "FIELDS_MAPPING": fields(
              ("class", QVariant.Int, '"class"'), ("area_m2", QVariant.Double, "area($geometry)"),
              ("area_ha", QVariant.Double, "area($geometry) / 10000"))}, ()),
-        ("polygons", "seamless:classnames", "Class names (polygons)", (200, 580),
+        ("polygons", "seamless:classnames", "Class names (polygons)", (200, 820),
          {"INPUT": child_output("polygon_areas", "OUTPUT"), "FIELD": static("class"), "CLASS_MAP": class_map,
           "CLASS_TABLE": param("CLASS_TABLE")}, (("POLYGONS", "Class polygons", "OUTPUT"),)),
-        ("area_report", "native:rasterlayeruniquevaluesreport", "Pixels per class", (760, 420),
+        ("area_report", "native:rasterlayeruniquevaluesreport", "Pixels per class", (920, 420),
          {"INPUT": child_output("sieve", "OUTPUT"), "BAND": static(1)}, ()),
-        ("area_table", "native:refactorfields", "Class areas", (760, 500),
+        ("area_table", "native:refactorfields", "Class areas", (920, 580),
          {"INPUT": child_output("area_report", "OUTPUT_TABLE"), "FIELDS_MAPPING": fields(
              ("value", QVariant.Int, '"value"'), ("pixels", QVariant.LongLong, '"count"'),
              ("area_m2", QVariant.Double, '"m2"'), ("area_ha", QVariant.Double, '"m2" / 10000'),
              ("share_pct", QVariant.Double, '100.0 * "count" / sum("count")'))}, ()),
-        ("areas", "seamless:classnames", "Class names (areas)", (760, 580),
+        ("areas", "seamless:classnames", "Class names (areas)", (920, 740),
          {"INPUT": child_output("area_table", "OUTPUT"), "FIELD": static("value"), "CLASS_MAP": class_map,
           "CLASS_TABLE": param("CLASS_TABLE")}, (("AREAS", "Class areas (table)", "OUTPUT"),)),
     )
     add_children(model, children)
-    model.setParameterOrder(["MODEL", "SOURCE1", "SOURCE2", "CLASS_TABLE", "MIN_AREA"])
+    model.setParameterOrder(["MODEL", "SOURCE1", "SOURCE2", "CLASS_TABLE", "MIN_AREA", "DISSOLVE"])
     model.setHelpContent(CLASS_POLYGONS_HELP)
     return finished(model)
 
