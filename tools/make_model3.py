@@ -143,9 +143,11 @@ def build_class_polygons():
     """The class polygons model (QGIS's Processing, its GDAL provider and `seamless` must be registered)."""
     from qgis.core import (QgsProcessingModelChildParameterSource as Src, QgsProcessingParameterBoolean,
                            QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
-    from qgis.PyQt.QtCore import QVariant
-
     from seamless_inference.algorithms.compat import DOUBLE, FOLDER
+
+    # field types of native:refactorfields' mapping, as numbers: QVariant::Type and QMetaType::Type (QGIS 3.38+,
+    # Qt 6) give these three the same values, so the model reads the same on every QGIS
+    integer, long_integer, double = 2, 4, 6
 
     model = new_model("Class polygons and areas")
     add_inputs(model, (
@@ -167,7 +169,7 @@ def build_class_polygons():
     def static(value):
         return [Src.fromStaticValue(value)]
 
-    def fields(*mapping):  # native:refactorfields' FIELDS_MAPPING: (name, QVariant type, expression)
+    def fields(*mapping):  # native:refactorfields' FIELDS_MAPPING: (name, field type, expression)
         return static([{"name": name, "type": kind, "length": 0, "precision": 0, "expression": expression}
                        for name, kind, expression in mapping])
 
@@ -199,8 +201,8 @@ def build_class_polygons():
           "CRS": static(None)}, ()),
         ("polygon_areas", "native:refactorfields", "Polygon areas", (200, 740),
          {"INPUT": child_output("merge", "OUTPUT"), "FIELDS_MAPPING": fields(
-             ("class", QVariant.Int, '"class"'), ("area_m2", QVariant.Double, "area($geometry)"),
-             ("area_ha", QVariant.Double, "area($geometry) / 10000"))}, ()),
+             ("class", integer, '"class"'), ("area_m2", double, "area($geometry)"),
+             ("area_ha", double, "area($geometry) / 10000"))}, ()),
         ("polygons", "seamless:classnames", "Class names (polygons)", (200, 820),
          {"INPUT": child_output("polygon_areas", "OUTPUT"), "FIELD": static("class"), "CLASS_MAP": class_map,
           "CLASS_TABLE": param("CLASS_TABLE")}, (("POLYGONS", "Class polygons", "OUTPUT"),)),
@@ -208,9 +210,9 @@ def build_class_polygons():
          {"INPUT": child_output("sieve", "OUTPUT"), "BAND": static(1)}, ()),
         ("area_table", "native:refactorfields", "Class areas", (920, 580),
          {"INPUT": child_output("area_report", "OUTPUT_TABLE"), "FIELDS_MAPPING": fields(
-             ("value", QVariant.Int, '"value"'), ("pixels", QVariant.LongLong, '"count"'),
-             ("area_m2", QVariant.Double, '"m2"'), ("area_ha", QVariant.Double, '"m2" / 10000'),
-             ("share_pct", QVariant.Double, '100.0 * "count" / sum("count")'))}, ()),
+             ("value", integer, '"value"'), ("pixels", long_integer, '"count"'),
+             ("area_m2", double, '"m2"'), ("area_ha", double, '"m2" / 10000'),
+             ("share_pct", double, '100.0 * "count" / sum("count")'))}, ()),
         ("areas", "seamless:classnames", "Class names (areas)", (920, 740),
          {"INPUT": child_output("area_table", "OUTPUT"), "FIELD": static("value"), "CLASS_MAP": class_map,
           "CLASS_TABLE": param("CLASS_TABLE")}, (("AREAS", "Class areas (table)", "OUTPUT"),)),
