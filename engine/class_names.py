@@ -16,7 +16,10 @@ from .errors import EngineError
 def raster_classes(path: str) -> tuple:
     """The classes a class map names in its GeoTIFF (category names, with the colour table's colours), sorted by
     value; unnamed values and no-data are left out. Empty for a raster without category names."""
-    dataset = gdal.OpenEx(path, gdal.OF_RASTER)
+    try:
+        dataset = gdal.OpenEx(path, gdal.OF_RASTER)
+    except RuntimeError:  # GDAL's exceptions on
+        dataset = None
     if dataset is None:
         raise EngineError(f"The class map {path!r} cannot be read as a raster.", "class_map")
     band = dataset.GetRasterBand(1)
@@ -49,6 +52,6 @@ def entry_of(entries, value) -> ClassEntry:
     for entry in entries:
         if entry.value == number:
             return entry
-    default = default_table(number + 1)[number] if 0 <= number < MAX_CLASSES else ClassEntry(
-        number, f"class {number}", (128, 128, 128, 255))
-    return default
+    if 0 <= number < MAX_CLASSES:
+        return default_table(number + 1)[number]
+    return ClassEntry(number, f"class {number}", (128, 128, 128, 255))  # beyond a Byte class map: grey

@@ -160,3 +160,23 @@ def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_dissolved_
     for value, name, area_m2, _, geometry in rows:
         assert name == f"class {value}" and area_m2 == pytest.approx(areas[value], rel=1e-6)
     assert sum(r[2] for r in rows) == pytest.approx(500 * 500 * PIXEL_AREA, rel=1e-6)
+
+
+def test_classnames_names_a_table_and_refuses_a_bad_class_table_naming_the_parameter(provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    table = tmp_path / "counts.csv"
+    table.write_text("value,count\n0,5\n7,2\n", encoding="utf-8")
+    out = tmp_path / "named.csv"
+    processing.run("seamless:classnames", {"INPUT": str(table), "FIELD": "value", "CLASS_TABLE": str(CLASSES_CSV),
+                                           "OUTPUT": str(out)})
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["value"], r["name"], r["count"]) for r in rows] == [("0", "Shadow", "5"), ("7", "class 7", "2")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,water,blue\n", encoding="utf-8")
+    with pytest.raises(QgsProcessingException, match=r"not a colour.*\[parameter CLASS_TABLE\]"):
+        processing.run("seamless:classnames", {"INPUT": str(table), "FIELD": "value", "CLASS_TABLE": str(bad),
+                                               "OUTPUT": str(tmp_path / "never.csv")})
+    assert not (tmp_path / "never.csv").exists()
