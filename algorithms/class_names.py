@@ -70,10 +70,11 @@ class ClassNames(SeamlessAlgorithm):
                                     self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None)
         except EngineError as exc:
             raise self.fail(exc) from exc
+        named = source.fields().lookupField(self.NAME_FIELD)  # a `name` already there is filled anew, in place
         fields = QgsFields()
         for position, existing in enumerate(source.fields()):
             fields.append(existing)
-            if position == index:
+            if position == index and named < 0:
                 fields.append(field(self.NAME_FIELD, str))
         sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
                                                  source.sourceCrs())
@@ -93,7 +94,11 @@ class ClassNames(SeamlessAlgorithm):
                 name = entry.name
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
-            out.setAttributes(attributes[:index + 1] + [name] + attributes[index + 1:])
+            if named < 0:
+                attributes = attributes[:index + 1] + [name] + attributes[index + 1:]
+            else:
+                attributes[named] = name
+            out.setAttributes(attributes)
             batch.append(out)
             if number % step == 0:
                 if feedback.isCanceled():

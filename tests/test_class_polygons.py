@@ -174,6 +174,11 @@ def test_classnames_names_a_table_and_refuses_a_bad_class_table_naming_the_param
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["value"], r["name"], r["count"]) for r in rows] == [("0", "Shadow", "5"), ("7", "class 7", "2")]
+    again = tmp_path / "again.csv"  # a table named before: its names are given anew, in place
+    processing.run("seamless:classnames", {"INPUT": str(out), "FIELD": "value", "OUTPUT": str(again)})
+    with open(again, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["value"], r["name"], r["count"]) for r in rows] == [("0", "class 0", "5"), ("7", "class 7", "2")]
     bad = tmp_path / "bad.csv"
     bad.write_text("0,water,blue\n", encoding="utf-8")
     with pytest.raises(QgsProcessingException, match=r"not a colour.*\[parameter CLASS_TABLE\]"):
