@@ -34,7 +34,7 @@ def test_the_model_runs_from_the_modeler_and_loads_styled_named_polygons(tmp_pat
                 "polygons:POLYGONS": os.path.join(out, "polygons.gpkg"),
                 "areas:AREAS": os.path.join(out, "areas.csv")})
             QTimer.singleShot(800, lambda: press_run(modeler))
-            modeler.runModel()  # modal, as the Modeler's Run button: returns when its dialog closes
+            modeler.actionRun().trigger()  # the Run button (modal): returns when its dialog closes
             modeler.setDirty(False)
             modeler.close()
             finish()
