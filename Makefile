@@ -111,6 +111,7 @@ package:
 screenshots: install
 	$(PY) tools/screenshots.py
 
-# models/seed_workflow.model3 from tools/make_model3.py (after a parameter of a child algorithm changed)
+# models/seed_workflow.model3 and models/class_polygons.model3 from tools/make_model3.py (after a parameter of a
+# child algorithm changed; a model whose content is unchanged keeps its file)
 model3: install
 	$(PY) tools/make_model3.py

@@ -5,8 +5,9 @@ QGIS 3.30 moved the WKB types into `Qgis`, 3.36 the Processing enums (`Qgis.Proc
 below, so this is the only module that spells both (tests/test_qt6_forms.py refuses the old names elsewhere).
 """
 
-from qgis.core import (Qgis, QgsField, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsWkbTypes)
+from qgis.core import (Qgis, QgsField, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingFeatureSource,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsWkbTypes)
 from qgis.PyQt.QtCore import QMetaType, QVariant
 
 
@@ -18,6 +19,7 @@ def _scoped(enum: str, member: str, before):
 
 
 RASTER = _scoped("ProcessingSourceType", "Raster", lambda: QgsProcessing.SourceType.TypeRaster)
+VECTOR_ANY = _scoped("ProcessingSourceType", "Vector", lambda: QgsProcessing.SourceType.TypeVector)  # tables too
 INTEGER = _scoped("ProcessingNumberParameterType", "Integer", lambda: QgsProcessingParameterNumber.Type.Integer)
 DOUBLE = _scoped("ProcessingNumberParameterType", "Double", lambda: QgsProcessingParameterNumber.Type.Double)
 FOLDER = _scoped("ProcessingFileParameterBehavior", "Folder", lambda: QgsProcessingParameterFile.Behavior.Folder)
@@ -25,6 +27,8 @@ ADVANCED = _scoped("ProcessingParameterFlag", "Advanced",
                    lambda: QgsProcessingParameterDefinition.Flag.FlagAdvanced)
 SUPPORTS_BATCH = _scoped("ProcessingAlgorithmFlag", "SupportsBatch",
                          lambda: QgsProcessingAlgorithm.Flag.FlagSupportsBatch)
+SKIP_GEOMETRY_CHECKS = _scoped("ProcessingFeatureSourceFlag", "SkipGeometryValidityChecks",
+                               lambda: QgsProcessingFeatureSource.Flag.FlagSkipGeometryValidityChecks)
 NO_GEOMETRY = _scoped("WkbType", "NoGeometry", lambda: QgsWkbTypes.Type.NoGeometry)
 
 # QgsField(name, QMetaType.Type) exists from QGIS 3.38 (and is the only form on Qt 6); before, QVariant.Type

@@ -155,6 +155,17 @@ SHORT_HELP = {
         "TensorFlow is missing again). From a terminal: <code>qgis_process run seamless:installdependencies</code>."
         "</p>"
     ),
+    'classnames': (
+        "<p>Names the class values of polygons or of an area table: copies the features with a <code>name</code> "
+        "field after the class value field, from the class table. The table is the <b>class table</b> file when "
+        "given (CSV <code>value,name,color</code>, a QGIS paletted style .qml or a colour map .clr), else the "
+        "<b>class map</b>'s own (the inference algorithms write it into the GeoTIFF); values it does not name are "
+        "'class N'. Polygons are styled on load with a categorised renderer in the class colours, which is also "
+        "saved as the GeoPackage's default style (the file opens styled later). It is the step of "
+        "<code>models/class_polygons.model3</code> that no QGIS algorithm does: the model sieves, polygonises and "
+        "measures with gdal:sieve, gdal:polygonize, native:rasterlayeruniquevaluesreport and "
+        "native:collect and native:refactorfields.</p>"
+    ),
 }
 
 # the Toolbox tooltip (QgsProcessingAlgorithm.shortDescription): one line each
@@ -167,4 +178,5 @@ SHORT_DESCRIPTION = {
     'modelanalysis': "Which _cropN output and expression field give a seamless mosaic with a SavedModel.",
     'installdependencies': "Installs TensorFlow into this QGIS profile, for the Python QGIS runs; or says what is "
                            "installed, or removes it.",
+    'classnames': "Adds the class names to polygons or an area table of a class map; styles polygons by class.",
 }

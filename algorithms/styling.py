@@ -1,7 +1,8 @@
 """How results look in the canvas: one post-processor names and styles every loaded output layer."""
 
-from qgis.core import (QgsContrastEnhancement, QgsPalettedRasterRenderer, QgsProcessingContext,
-                       QgsProcessingLayerPostProcessorInterface, QgsRasterLayer, QgsSingleBandGrayRenderer)
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsContrastEnhancement, QgsPalettedRasterRenderer,
+                       QgsProcessingContext, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer,
+                       QgsRendererCategory, QgsSingleBandGrayRenderer, QgsSymbol, QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor
 
 _ALIVE = set()  # sip deletes unreferenced Python post-processors before QGIS calls them: held until they ran
@@ -102,6 +103,57 @@ def load_classes(context: QgsProcessingContext, output: str, name: str, classes:
     details.name = name
     details.forceName = True
     details.setPostProcessor(keep_alive(Palette(classes, name=name)))
+
+
+def categorised(layer, field: str, classes: list) -> QgsCategorizedSymbolRenderer:
+    """A categorised renderer of `field` for the layer's geometry: one symbol of the class colour and the class
+    name per class [(value, (r, g, b, a), label)]; no outline (patches of one pixel would be all outline)."""
+    categories = []
+    for value, color, label in classes:
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(QColor(*color))
+        if symbol.symbolLayerCount() and hasattr(symbol.symbolLayer(0), "setStrokeColor"):
+            symbol.symbolLayer(0).setStrokeColor(QColor(*color))  # the patch's own colour: no visible outline
+        categories.append(QgsRendererCategory(value, symbol, label))
+    return QgsCategorizedSymbolRenderer(field, categories)
+
+
+class Categorised(QgsProcessingLayerPostProcessorInterface):
+    """Categorised renderer on a class value field (class polygons): the class colours and names."""
+
+    def __init__(self, field: str, classes: list):
+        super().__init__()
+        self.field, self.classes = field, classes  # [(value, (r, g, b, a), label)]
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+        """Apply the renderer (the main thread calls this once the layer is in the project)."""
+        _ALIVE.discard(self)
+        if not isinstance(layer, QgsVectorLayer) or not layer.isSpatial():
+            return
+        layer.setRenderer(categorised(layer, self.field, self.classes))
+        layer.triggerRepaint()
+
+
+def load_categorised(context: QgsProcessingContext, output: str, field: str, classes: list) -> None:
+    """If the output is to be loaded, style it by class: `field`'s values in the colours and names of `classes`
+    [(value, (r, g, b, a), label)]."""
+    if context.willLoadLayerOnCompletion(output):
+        context.layerToLoadOnCompletionDetails(output).setPostProcessor(keep_alive(Categorised(field, classes)))
+
+
+def save_default_style(output: str, field: str, classes: list) -> bool:
+    """Save the categorised style into a GeoPackage output as its default style (the layer_styles table), so the
+    file opens styled in any QGIS, after qgis_process too; other formats are left as they are. True when saved."""
+    path = output.split("|")[0]
+    if not path.lower().endswith(".gpkg"):
+        return False
+    layer = QgsVectorLayer(output, "classes", "ogr")
+    if not layer.isValid() or not layer.isSpatial():
+        return False
+    layer.setRenderer(categorised(layer, field, classes))
+    error = layer.saveStyleToDatabase("classes", "class colours (Seamless Inference)", True, "")
+    del layer  # release the file
+    return not error
 
 
 def keep_alive(post_processor):

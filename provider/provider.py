@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.artifact_prone_inference import ArtifactProneInference
+from ..algorithms.class_names import ClassNames
 from ..algorithms.distortion_comparison import DistortionComparison
 from ..algorithms.install_dependencies import InstallDependencies
 from ..algorithms.model_analysis import ModelAnalysis
@@ -29,7 +30,7 @@ class SeamlessProvider(QgsProcessingProvider):
     """Seamless Inference: OTBTF-style TensorFlow inference without blocking artifacts."""
 
     ALGORITHMS = (ArtifactProneInference, ValidPartInference, DistortionComparison, RasterComparison, ModelAnalysis,
-                  InstallDependencies)
+                  InstallDependencies, ClassNames)
 
     def id(self) -> str:  # noqa: A003 (QGIS API name)
         """Stable id: .model3 files and scripts name algorithms `seamless:<name>`."""

@@ -26,7 +26,8 @@ def test_provider_lists_its_algorithms(provider):
     assert provider.id() == "seamless" and provider.name() == "Seamless Inference"
     ids = sorted(a.id() for a in provider.algorithms())
     assert ids == sorted([ARTIFACT, VALID, "seamless:distortioncomparison", "seamless:rastercomparison",
-                          "seamless:modelanalysis", "seamless:installdependencies"])
+                          "seamless:modelanalysis", "seamless:installdependencies",
+                          "seamless:classnames"])
     for algorithm in provider.algorithms():
         assert algorithm.shortHelpString() and not algorithm.icon().isNull()
 

@@ -154,7 +154,8 @@ def test_without_tensorflow_one_notice_gives_the_install_command(tmp_path):
 DIALOGS = {"validpartinference": ("MODEL", "SOURCE1", "SOURCE2"),
            "artifactproneinference": ("MODEL", "SOURCE1", "SOURCE2"),
            "distortioncomparison": ("MODEL", "SOURCE1", "SOURCE2"),
-           "modelanalysis": ("MODEL",), "rastercomparison": ("REFERENCE", "IMAGE"), "installdependencies": ()}
+           "modelanalysis": ("MODEL",), "rastercomparison": ("REFERENCE", "IMAGE"), "installdependencies": (),
+           "classnames": ("CLASS_TABLE",)}
 
 
 def test_every_dialog_fits_its_default_size_without_a_horizontal_scrollbar(tmp_path):

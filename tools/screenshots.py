@@ -13,6 +13,10 @@ There it drives the GUI as a user would and grabs the widgets to PNG:
   canvas_class_map.png     the main window: the valid part's class map, the sample's six named classes in the panel
   distortion_report.png    the distortion comparison's HTML report (the Results Viewer entry, rendered)
   seed_workflow_model.png  models/seed_workflow.model3 open in the Graphical Modeler
+  class_polygons_model.png models/class_polygons.model3 open in the Graphical Modeler
+  class_polygons.png       the main window: that model's class polygons, styled by class, over the PAN image
+
+`--only class_polygons` takes the last two only (the class polygons model run alone).
 
 Artifact-prone inference and the distortion comparison run in the main thread (processing.runAndLoadResults
 and processing.run, as from the Python console): a second TensorFlow run in QGIS's background task threads can
@@ -35,7 +39,9 @@ ROOT = Path(os.environ.get("SEAMLESS_ROOT") or Path(__file__).resolve().parents[
 WORK = ROOT / ".build" / "screenshots"
 SCREEN = (1600, 1000)
 PICTURES = ("toolbox.png", "valid_part_dialog.png", "valid_part_log.png", "canvas_both_outputs.png",
-            "canvas_class_map.png", "distortion_report.png", "seed_workflow_model.png")
+            "canvas_class_map.png", "distortion_report.png", "seed_workflow_model.png", "class_polygons_model.png",
+            "class_polygons.png")
+ONLY = {"class_polygons": ("class_polygons_model.png", "class_polygons.png")}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -76,7 +82,10 @@ def main() -> int:
     if not (ROOT / ".build" / "plugins" / "seamless_inference").exists():
         (ROOT / ".build" / "plugins" / "seamless_inference").symlink_to(ROOT, target_is_directory=True)
     env = desktop_env(profile)
-    env.update(SEAMLESS_SCREENSHOTS_OUT=str(out), SEAMLESS_SCREENSHOTS_WORK=str(WORK), SEAMLESS_ROOT=str(ROOT))
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""
+    pictures = ONLY[only] if only else PICTURES
+    env.update(SEAMLESS_SCREENSHOTS_OUT=str(out), SEAMLESS_SCREENSHOTS_WORK=str(WORK), SEAMLESS_ROOT=str(ROOT),
+               SEAMLESS_SCREENSHOTS_ONLY=only)
     report = WORK / "screenshots.json"
     command = ["xvfb-run", "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", "qgis", "--nologo",
                "--noversioncheck", "--code", str(Path(__file__).resolve())]
@@ -95,11 +104,11 @@ def main() -> int:
         print(f"  {name}: {outcome}")
     print(f"QGIS desktop exit status: {status} after {time.time() - started:.0f} s (log: "
           f"{(WORK / 'qgis.log').relative_to(ROOT)})")
-    missing = [p for p in PICTURES if not (out / p).exists() or (out / p).stat().st_mtime < started]
+    missing = [p for p in pictures if not (out / p).exists() or (out / p).stat().st_mtime < started]
     if missing or status != 0:
         print(f"Missing pictures: {missing}" if missing else "QGIS did not exit cleanly.", file=sys.stderr)
         return 1
-    print(f"Wrote {', '.join(PICTURES)} to {out}")
+    print(f"Wrote {', '.join(pictures)} to {out}")
     return 0
 
 
@@ -114,7 +123,8 @@ def in_qgis() -> None:
 
     out, work = Path(os.environ["SEAMLESS_SCREENSHOTS_OUT"]), Path(os.environ["SEAMLESS_SCREENSHOTS_WORK"])
     outcomes = {}
-    steps = script(iface, out, work, outcomes)
+    only = os.environ.get("SEAMLESS_SCREENSHOTS_ONLY") == "class_polygons"
+    steps = (class_polygons_script if only else script)(iface, out, work, outcomes)
     state = {"until": 0.0, "predicate": None, "deadline": 0.0}
     timer = QTimer()
 
@@ -376,6 +386,66 @@ def script(iface, out: Path, work: Path, outcomes: dict):
     modeler.setDirty(False)
     modeler.close()
     outcomes["layers"] = [layer.name() for layer in root.findLayers()]
+    yield from class_polygons_script(iface, out, work, outcomes)
+
+
+def class_polygons_script(iface, out: Path, work: Path, outcomes: dict):
+    """The class polygons model: open in the Graphical Modeler, then run (as from the Python console: the main
+    thread) with its results loaded, the polygons over the PAN image."""
+    import processing
+    from processing.modeler.ModelerDialog import ModelerDialog
+    from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProject, QgsRasterLayer, QgsRectangle
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    window = iface.mainWindow()
+    window.setGeometry(0, 0, *SCREEN)
+    window.show()
+    for name in ("Browser", "Browser2"):
+        dock = window.findChild(QDockWidget, name)
+        if dock:
+            dock.hide()
+    yield 1.0
+    path = ROOT / "models" / "class_polygons.model3"
+    modeler = ModelerDialog.create()
+    modeler.loadModel(str(path))
+    modeler.resize(1500, 900)
+    modeler.show()
+    yield 1.0
+    modeler.view().fitInView(modeler.view().scene().itemsBoundingRect(), Qt.AspectRatioMode.KeepAspectRatio)
+    yield 0.5
+    grab(modeler, out / "class_polygons_model.png", outcomes)
+    modeler.setDirty(False)
+    modeler.close()
+
+    model = QgsProcessingModelAlgorithm()
+    model.fromFile(str(path))
+    sample = ROOT / "sample"
+    image = QgsRasterLayer(str(sample / "data" / "pan.tif"), "pan.tif")
+    project.addMapLayer(image)
+    processing.runAndLoadResults(model, {
+        "MODEL": str(sample / "model"), "SOURCE1": str(sample / "data" / "pan.tif"),
+        "SOURCE2": str(sample / "data" / "xs.tif"), "CLASS_TABLE": str(sample / "classes.csv"), "MIN_AREA": 2.0,
+        "polygons:POLYGONS": str(work / "class_polygons.gpkg"), "areas:AREAS": str(work / "class_areas.csv")})
+    yield 1.0
+    root = project.layerTreeRoot()
+    polygons = next((layer for layer in project.mapLayers().values()
+                     if layer.source().split("|")[0].endswith("class_polygons.gpkg")), None)
+    if polygons is not None:
+        polygons.setOpacity(0.6)  # the image shows through
+        node = root.findLayer(polygons.id())
+        node.setExpanded(True)
+        iface.layerTreeView().setCurrentLayer(polygons)
+    extent = QgsRectangle(image.extent())
+    extent.scale(1.03)
+    iface.mapCanvas().setExtent(extent)
+    iface.mapCanvas().refresh()
+    yield 3.0
+    grab(window, out / "class_polygons.png", outcomes)
+    outcomes["class polygons layers"] = [layer.name() for layer in root.findLayers()]
+    outcomes["polygons renderer"] = polygons.renderer().type() if polygons is not None else None
     outcomes["tasks still running"] = QgsApplication.taskManager().countActiveTasks()
     QApplication.processEvents()
 
