@@ -185,3 +185,13 @@ def test_classnames_names_a_table_and_refuses_a_bad_class_table_naming_the_param
         processing.run("seamless:classnames", {"INPUT": str(table), "FIELD": "value", "CLASS_TABLE": str(bad),
                                                "OUTPUT": str(tmp_path / "never.csv")})
     assert not (tmp_path / "never.csv").exists()
+
+
+@pytest.mark.slow
+def test_without_a_class_table_the_model_card_names_the_polygons(tmp_path):
+    """The sample's model card carries its classes: MODEL, SOURCE1, SOURCE2 and the outputs are enough."""
+    polygons, table, _ = run_model(tmp_path, "MIN_AREA=2")
+    names = {e.value: e.name for e in read_class_table(str(CLASSES_CSV))}
+    rows = polygons_of(polygons)
+    assert rows and all(names[c] == name for c, name, *_ in rows)
+    assert all(row["name"] == names[int(row["value"])] for row in table)
