@@ -142,8 +142,10 @@ def test_qgis_process_makes_named_polygons_and_an_area_table_that_add_up_to_the_
 
 @pytest.mark.slow
 def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_dissolved_polygons_match_it(tmp_path):
-    """MIN_AREA 0 keeps every patch; without a class table the names are the class map's own (class 0..5);
-    DISSOLVE gives one multipolygon per class, of the table's area."""
+    """MIN_AREA 0 keeps every patch; without a class table the names are the class map's own, which the sample's
+    model card gave it (MODEL, SOURCE1, SOURCE2 and the outputs are enough); DISSOLVE gives one multipolygon per
+    class, of the table's area."""
+    names = {e.value: e.name for e in read_class_table(str(CLASSES_CSV))}
     polygons, table, log = run_model(tmp_path, "MIN_AREA=0", "DISSOLVE=true")
     engine = tmp_path / "classes.tif"
     run_inference(InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",)), None,
@@ -153,12 +155,12 @@ def test_without_a_sieve_the_table_is_the_class_maps_pixel_counts_and_dissolved_
     assert {int(r["value"]): int(r["pixels"]) for r in table} == {int(v): int(n) for v, n in counts.items()}
     for row in table:
         assert float(row["area_m2"]) == pytest.approx(int(row["pixels"]) * PIXEL_AREA, rel=1e-9)
-        assert row["name"] == f"class {row['value']}"
+        assert row["name"] == names[int(row["value"])]
     rows = polygons_of(polygons)
     assert sorted(r[0] for r in rows) == sorted(int(r["value"]) for r in table)  # one feature per class
     areas = {int(r["value"]): float(r["area_m2"]) for r in table}
     for value, name, area_m2, _, geometry in rows:
-        assert name == f"class {value}" and area_m2 == pytest.approx(areas[value], rel=1e-6)
+        assert name == names[value] and area_m2 == pytest.approx(areas[value], rel=1e-6)
     assert sum(r[2] for r in rows) == pytest.approx(500 * 500 * PIXEL_AREA, rel=1e-6)
 
 
@@ -185,13 +187,3 @@ def test_classnames_names_a_table_and_refuses_a_bad_class_table_naming_the_param
         processing.run("seamless:classnames", {"INPUT": str(table), "FIELD": "value", "CLASS_TABLE": str(bad),
                                                "OUTPUT": str(tmp_path / "never.csv")})
     assert not (tmp_path / "never.csv").exists()
-
-
-@pytest.mark.slow
-def test_without_a_class_table_the_model_card_names_the_polygons(tmp_path):
-    """The sample's model card carries its classes: MODEL, SOURCE1, SOURCE2 and the outputs are enough."""
-    polygons, table, _ = run_model(tmp_path, "MIN_AREA=2")
-    names = {e.value: e.name for e in read_class_table(str(CLASSES_CSV))}
-    rows = polygons_of(polygons)
-    assert rows and all(names[c] == name for c, name, *_ in rows)
-    assert all(row["name"] == names[int(row["value"])] for row in table)
