@@ -6,6 +6,8 @@ or a file), and styles polygons on load as a categorised renderer of the class c
 GeoPackage's default style, so the file opens styled anywhere later).
 """
 
+import os
+
 from qgis.core import (QgsFeature, QgsFeatureRequest, QgsFeatureSink, QgsFields, QgsProcessingException,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile, QgsProcessingParameterRasterLayer)
@@ -54,6 +56,18 @@ class ClassNames(SeamlessAlgorithm):
             "takes precedence over the class map's own. Values no table names are 'class N'."))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Named classes"), VECTOR_ANY))
 
+    def write_failed(self, reason: str, target: str, existed: bool) -> QgsProcessingException:
+        """The output could not be written: what was made of it removed (a file that was not there before, and
+        GeoPackage's journals), and a message that names the parameter, short (OGR quotes its whole SQL)."""
+        if not existed and os.path.isfile(target):
+            for leftover in (target, target + "-journal", target + "-wal", target + "-shm"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+        full = any(k in reason for k in ("disk is full", "No space left", "ENOSPC"))
+        said = "database or disk is full" if full else (reason.splitlines() or [""])[0][:300]
+        return QgsProcessingException(self.tr("Writing {} failed ({}){} [parameter OUTPUT].").format(
+            target, said, self.tr("; is the disk full?") if full else ""))
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Copy the features with the class name after the value field; style polygons by class."""
         source = self.parameterAsSource(parameters, self.INPUT, context)
@@ -76,8 +90,13 @@ class ClassNames(SeamlessAlgorithm):
             fields.append(existing)
             if position == index and named < 0:
                 fields.append(field(self.NAME_FIELD, str))
-        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
-                                                 source.sourceCrs())
+        target = self.parameterAsOutputLayer(parameters, self.OUTPUT, context).split("|")[0]
+        existed = os.path.exists(target)
+        try:
+            sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
+                                                     source.sourceCrs())
+        except QgsProcessingException as exc:  # e.g. OGR's "database or disk is full", with its whole SQL
+            raise self.write_failed(str(exc), target, existed) from exc
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         total, present, batch = source.featureCount() or 1, {}, []
@@ -103,11 +122,17 @@ class ClassNames(SeamlessAlgorithm):
             if number % step == 0:
                 if feedback.isCanceled():
                     break
-                sink.addFeatures(batch, QgsFeatureSink.Flag.FastInsert)
+                if not sink.addFeatures(batch, QgsFeatureSink.Flag.FastInsert):
+                    error = sink.lastError()
+                    del sink
+                    raise self.write_failed(error, target, existed)
                 batch = []
                 feedback.setProgress(100.0 * number / total)
-        sink.addFeatures(batch, QgsFeatureSink.Flag.FastInsert)
+        written = sink.addFeatures(batch, QgsFeatureSink.Flag.FastInsert)
+        error = sink.lastError()
         del sink  # the file is complete (QGIS writes it when the sink goes)
+        if not written:
+            raise self.write_failed(error, target, existed)
         found = sorted({e.value: e for e in present.values()}.values(), key=lambda e: e.value)
         feedback.pushInfo(self.tr("Classes: {}").format(", ".join(f"{e.value} {e.name}" for e in found)))
         if source.wkbType() != NO_GEOMETRY:

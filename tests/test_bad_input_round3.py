@@ -17,7 +17,7 @@ import threading
 import zipfile
 
 import pytest
-from conftest import MODEL, PAN, PLUGINS, XS
+from conftest import MODEL, PAN, PLUGINS, SAMPLE, XS
 from osgeo import gdal
 from test_bad_input_catalogue import (ANALYSIS, ARTIFACT, COMPARISON, DISTORTION, VALID, api_refused, refused,
                                       snapshot, work)
@@ -471,3 +471,39 @@ def test_cancelled_distortion_leaves_no_table_report_or_error_folder(provider, w
                                     "TABLE": str(work / "t.csv"), "ERROR_FOLDER": str(work / "ef")},
                        feedback=CancelAtTheReference())
     assert snapshot(work) == before
+
+
+def test_disk_full_under_the_class_names_output(provider, work, full, tmp_path):
+    """seamless:classnames (issue 23's one step of our own in class_polygons.model3) on a full disk."""
+    counts = tmp_path / "counts.csv"
+    counts.write_text("value,pixels\n0,10\n1,5\n", encoding="utf-8")
+    refused("seamless:classnames", work, {"INPUT": str(counts), "FIELD": "value",
+                                          "CLASS_TABLE": str(SAMPLE / "classes.csv"),
+                                          "OUTPUT": str(full / "named.gpkg")},
+            "is the disk full?", "[parameter OUTPUT]", defaults=False)
+
+
+def test_disk_full_under_the_model_card(provider, work, tmp_path):
+    """Model analysis writing the card into a model folder whose disk is full: named, the old card kept whole."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is a small tmpfs, which only root can mount")
+    disk = work / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        shutil.copytree(work / "model", disk / "model")
+        with open(disk / "filler", "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+            except OSError:  # ENOSPC: full
+                pass
+        refused(ANALYSIS, work, {"MODEL": str(disk / "model"), "WRITE_CARD": True,
+                                 "REPORT": str(tmp_path / "r.html")},
+                "The model card", "cannot be written", "is the disk full?", "[parameter MODEL]", defaults=False)
+        assert not (tmp_path / "r.html").exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
