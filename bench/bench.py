@@ -234,9 +234,9 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     pan, xs = make_scene(args.size, WORK)
-    sizes = sorted({int(v) for v in args.whole_sizes.split(",") if v.strip()} | {args.size})
+    whole_sizes = sorted({int(v) for v in args.whole_sizes.split(",") if v.strip()} | {args.size})
     if args.whole_only:
-        print_whole(whole_process_table({n: make_scene(n, WORK) for n in sizes}, WORK), cold_steps(pan, xs, WORK))
+        print_whole(whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK), cold_steps(pan, xs, WORK))
         return
     rows = {}
     rows["limit"] = limit()
@@ -266,7 +266,7 @@ def main() -> None:
     sizes = (4096, 16384) if args.large else (4096, 8192)
     rss = {size: peak_rss(size) for size in sizes}
     width, height = result.plan.size
-    whole = whole_process_table({n: make_scene(n, WORK) for n in sizes}, WORK)
+    whole = whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK)
     steps = cold_steps(pan, xs, WORK)
     here = whole[args.size]
     cold = cold_record(here, width * height / valid / 1e6)  # the valid part's row is that warm time
