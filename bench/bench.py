@@ -236,7 +236,8 @@ def main() -> None:
     pan, xs = make_scene(args.size, WORK)
     whole_sizes = sorted({int(v) for v in args.whole_sizes.split(",") if v.strip()} | {args.size})
     if args.whole_only:
-        print_whole(whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK), cold_steps(pan, xs, WORK))
+        table = whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK)
+        print_whole(table, cold_steps(pan, xs, WORK))
         return
     rows = {}
     rows["limit"] = limit()
