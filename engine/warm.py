@@ -20,6 +20,7 @@ from .classes import ClassEntry
 from .dependencies import python_executable
 from .errors import Cancelled, DependencyMissing, EngineError
 from .inference import InferenceResult, run_inference
+from .paths import process_alive
 from .request import InferenceRequest
 from .signals import Interrupted, signals_cancel
 from .warm_link import (ENV_SWITCH, Channel, LinkError, check_peer, engine_key, idle_seconds, private_folder,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds for a new engine to listen (it imports the engine, not TensorFlow, before)
 CANCEL_TIMEOUT = 120.0  # seconds to wait for the engine to confirm a cancel (it checks between tiles)
+GONE_TIMEOUT = 10.0  # seconds to wait for an engine that ended mid-run to be gone (its temporary file is removed then)
 POLL = 0.1  # seconds between checks of the caller's cancel while the engine runs
 # the engine process: this installation's Python with the caller's module folders, running warm_server.main after a
 # fork, so that the engine is nobody's child (no zombie in a QGIS desktop, no ResourceWarning in the caller); the
@@ -58,9 +60,9 @@ class PlanSummary:
 class EngineGone(LinkError):
     """The engine closed the connection without an answer; `accepted`: after it had started the run."""
 
-    def __init__(self, message: str, accepted: bool):
+    def __init__(self, message: str, accepted: bool, pid: int | None = None):
         super().__init__(message)
-        self.accepted = accepted
+        self.accepted, self.pid = accepted, pid
 
 
 def warm_idle(idle: float | None = None) -> float | None:
@@ -87,6 +89,9 @@ def run_inference_warm(request, output_path: str | None = None, progress=None, i
         return through_engine(request, output_path, progress, is_canceled, say, seconds, options)
     except LinkError as exc:
         say(f"Warm engine: not used ({exc}); running in this process.")
+        deadline = time.monotonic() + GONE_TIMEOUT
+        while getattr(exc, "pid", None) and process_alive(exc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a killed engine closes its socket before it is gone: its partial is then stale
         return run_inference(request, output_path, progress, is_canceled, log_info, **options)
 
 
@@ -201,20 +206,21 @@ def converse(connection: socket.socket, call: dict, progress, canceled, say) -> 
         channel.send(run=call)
     except OSError as exc:
         raise EngineGone(f"the engine closed the connection ({exc})", False) from exc
-    accepted, cancel_sent, interrupted = False, None, None
+    accepted, cancel_sent, interrupted = None, None, None
     while True:
         try:
             message = channel.receive(POLL)
         except TimeoutError:
             message = {}
         except OSError as exc:
-            raise EngineGone(f"the engine's connection failed ({exc})", accepted) from exc
+            raise EngineGone(f"the engine's connection failed ({exc})", bool(accepted), accepted) from exc
         if message is None and cancel_sent is not None:  # cancelled here, then the engine ended: nothing to redo
             raise interrupted or Cancelled("Cancelled: no output file was written.")
         if message is None:
-            raise EngineGone("the engine ended " + ("mid-run" if accepted else "before it answered"), accepted)
+            raise EngineGone("the engine ended " + ("mid-run" if accepted else "before it answered"), bool(accepted),
+                             accepted)
         if "accepted" in message and not accepted:
-            accepted = True
+            accepted = int(message["accepted"])  # the engine's pid
             say(f"Warm engine: pid {message['accepted']}, call {message.get('calls')}.")
         if "say" in message:
             say(str(message["say"]))
@@ -223,7 +229,7 @@ def converse(connection: socket.socket, call: dict, progress, canceled, say) -> 
         if "done" in message:
             return result_of(message["done"])
         if "error" in message:
-            raise error_of(message, interrupted)
+            raise error_of(message, interrupted, accepted)
         if cancel_sent is None:
             try:
                 stop = canceled()
@@ -239,13 +245,13 @@ def converse(connection: socket.socket, call: dict, progress, canceled, say) -> 
             raise interrupted or Cancelled("Cancelled: the warm engine did not confirm in time.")
 
 
-def error_of(message: dict, interrupted: Exception | None) -> Exception:
+def error_of(message: dict, interrupted: Exception | None, pid: int | None) -> Exception:
     """The engine's error as this process's exception; a stop of the engine itself is LinkError (run here)."""
     kind, text = message.get("kind"), str(message.get("error"))
     if kind == "Cancelled":
         return interrupted or Cancelled(text)
     if kind == "Stopped":
-        return EngineGone(f"the engine was stopped mid-run ({text})", True)
+        return EngineGone(f"the engine was stopped mid-run ({text})", True, pid)
     if kind == "EngineError":
         return EngineError(text, message.get("field"))
     if kind == "DependencyMissing":
