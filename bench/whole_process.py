@@ -51,8 +51,8 @@ t.append(time.perf_counter())
 from seamless_inference.engine.model import SavedModel
 SavedModel.load(sys.argv[2])
 t.append(time.perf_counter())
-request = InferenceRequest(sys.argv[2], (Source((sys.argv[3],), 128, "input_p"), Source((sys.argv[4],), 32, "input_xs")),
-                           output_names=("estimated_crop32",))
+sources = (Source((sys.argv[3],), 128, "input_p"), Source((sys.argv[4],), 32, "input_xs"))
+request = InferenceRequest(sys.argv[2], sources, output_names=("estimated_crop32",))
 plan = plan_inference(request)
 t.append(time.perf_counter())
 run_inference(request, sys.argv[5], plan=plan)

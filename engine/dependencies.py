@@ -196,7 +196,9 @@ def import_tensorflow():
     """Import TensorFlow, or raise DependencyMissing with the platform's install command.
 
     Keras and the packages TensorFlow imports only for it are left out of the import (_Unneeded), unless they
-    are already imported or SEAMLESS_TF_KERAS=1. Inside QGIS (desktop and qgis_process) the executable links Debian's libprotobuf into the global symbol
+    are already imported or SEAMLESS_TF_KERAS=1.
+
+    Inside QGIS (desktop and qgis_process) the executable links Debian's libprotobuf into the global symbol
     scope; TensorFlow's own protobuf then resolves to it and aborts ("File already exists in database").
     RTLD_DEEPBIND makes TensorFlow's libraries use their own symbols first. Measured: without it
     qgis_process.bin dies at `import tensorflow`; with it the model runs.

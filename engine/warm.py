@@ -262,7 +262,8 @@ def error_of(message: dict, interrupted: Exception | None, pid: int | None) -> E
 def result_of(data: dict) -> InferenceResult:
     """The InferenceResult of the engine's result message (its plan as a PlanSummary)."""
     plan = data["plan"]
-    summary = PlanSummary(request_from_json(plan["request"]), tuple(plan["output_names"]), tuple(plan["band_names"]), tuple(plan["size"]),
+    summary = PlanSummary(request_from_json(plan["request"]), tuple(plan["output_names"]),
+                          tuple(plan["band_names"]), tuple(plan["size"]),
                           tuple(plan["tile"]), int(plan["batch"]))
     table = data.get("class_table")
     table = None if table is None else tuple(ClassEntry(int(v), str(n), tuple(color)) for v, n, color in table)
