@@ -18,10 +18,11 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
-                      EngineError, InferenceRequest, Source, run_inference)
+                      EngineError, InferenceRequest, Source)
 from ..engine.card import read_card
 from ..engine.class_map import band_range, complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
+from ..engine.warm import run_inference_warm
 from .compat import ADVANCED, DOUBLE, FOLDER, INTEGER, RASTER
 from .help import SHORT_DESCRIPTION, SHORT_HELP
 from .styling import load_classes, load_styled
@@ -386,6 +387,7 @@ class InferenceAlgorithm(ModelAlgorithm):
     CLASS_TABLE = "CLASS_TABLE"
     CONFIDENCE = "CONFIDENCE"
     RESAMPLE = "RESAMPLE"
+    WARM_ENGINE = "WARM_ENGINE"
 
     # option labels stay short (a combo box is as wide as its longest option); the explanation is the help
     EXTENT_MODE_LABELS = ("Full", "OTBTF")
@@ -424,6 +426,11 @@ class InferenceAlgorithm(ModelAlgorithm):
             "which must reach the model, the rasters and the output folder (its first worker is waited for 60 s, "
             "SEAMLESS_CLUSTER_WAIT); local or local:N starts N worker processes on this machine (at most one a "
             "CPU core). The pixels are the same.")))
+        self.addParameter(self.advanced(self.explained(QgsProcessingParameterNumber(
+            self.WARM_ENGINE, self.tr("Warm engine: idle time (s)"), INTEGER, 0, minValue=0),
+            "For scripts calling qgis_process many times: run in a resident engine process of this user that keeps "
+            "TensorFlow and the model loaded for this many seconds after a call, so that the next calls skip their "
+            "import and load (same pixels). 0 = as the variable SEAMLESS_WARM_ENGINE says (off when unset).")))
         self.addParameter(self.advanced(self.explained(QgsProcessingParameterEnum(
             self.RESAMPLE, self.tr("Resample to the model's pixel size"),
             [self.tr("No: refuse a pixel size 10 % off the model card's")] + list(RESAMPLINGS), defaultValue=0),
@@ -512,10 +519,11 @@ class InferenceAlgorithm(ModelAlgorithm):
             backend = BACKENDS[self.parameterAsEnum(parameters, self.BACKEND, context)]
             cluster = self.parameterAsString(parameters, self.CLUSTER, context).strip() or None
             confidence = self.parameterAsBoolean(parameters, self.CONFIDENCE, context)
-            result = in_engine_thread(lambda: run_inference(
+            idle = self.parameterAsInt(parameters, self.WARM_ENGINE, context)
+            result = in_engine_thread(lambda: run_inference_warm(
                 request, output, progress=lambda f: feedback.setProgress(100.0 * f),
                 is_canceled=feedback.isCanceled, log_info=feedback.pushInfo, backend=backend, cluster=cluster,
-                class_map=class_map, confidence=confidence, class_table=table))
+                class_map=class_map, confidence=confidence, class_table=table, idle=idle))
         except (EngineError, Cancelled, DependencyMissing) as exc:
             raise self.fail(exc) from exc
         plan = result.plan

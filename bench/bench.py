@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT / ".build" / "plugins"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from scene import make_scene  # noqa: E402
+from whole_process import cold_steps, whole_process_table  # noqa: E402
 
 from seamless_inference.engine import OTBTF, InferenceRequest, Source, plan_inference, run_inference  # noqa: E402
 from seamless_inference.engine.model import SavedModel  # noqa: E402
@@ -37,7 +39,6 @@ from seamless_inference.engine.planning import input_shapes  # noqa: E402
 from seamless_inference.engine.sinks import NullSink  # noqa: E402
 
 MODEL = str(ROOT / "sample" / "model")
-QGIS_PROCESS = Path(ROOT / "tools" / "qgis_process")
 WORK = ROOT / ".build" / "bench"
 RESULTS = ROOT / "bench" / "results"
 
@@ -139,123 +140,53 @@ def peak_rss(size: int) -> float:
     return int(run.stdout.split("RSS")[-1]) / 1024.0
 
 
-def qgis_process_seconds(pan, xs, out: Path, timeout: float = 600.0) -> float:
-    """Wall-clock seconds of ONE whole `tools/qgis_process run seamless:validpartinference` process on the scene,
-    from start to exit, with the algorithm's defaults (no OUTPUT_NAMES: it measures the model and picks
-    estimated_crop32 and efield 64). Raises RuntimeError when the process fails, times out or leaves no output."""
-    command = [str(QGIS_PROCESS), "run", "seamless:validpartinference", "--", f"MODEL={MODEL}",
-               f"SOURCE1={pan}", f"SOURCE2={xs}", f"OUTPUT={out}"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    out.unlink(missing_ok=True)
-    started = time.perf_counter()
-    try:
-        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"qgis_process still running after {timeout:.0f} s") from exc
-    seconds = time.perf_counter() - started
-    if run.returncode != 0:
-        tail = " | ".join((run.stderr or run.stdout).strip().splitlines()[-3:])
-        raise RuntimeError(f"qgis_process exit code {run.returncode}: {tail}")
-    if not out.exists():
-        raise RuntimeError(f"qgis_process exited 0 but wrote no {out}")
-    return seconds
-
-
-def cold_start(pan, xs, warm_s: float | None = None) -> dict:
-    """The cold row: one whole qgis_process run (seconds) against the engine's warm time for the same request
-    in-process (`request(pan, xs)`, output estimated_crop32: best of 3 after a warm-up, as the other rows; pass
-    warm_s to reuse the valid part's row). The wrapper runs once untimed first (`--version`), so the profile's
-    one-time set-up (enabling the plugin) is not counted; QGIS's and TensorFlow's libraries are then in the page
-    cache: cold means a new process, not a cold disk. A failed run gives None figures and cold_error, not a
-    crashed bench."""
-    if warm_s is None:
-        mpx, result = timed_run(request(pan, xs), WORK / "warm.tif")
-        (WORK / "warm.tif").unlink(missing_ok=True)
-        warm_s = result.plan.size[0] * result.plan.size[1] / mpx / 1e6
-    out = WORK / "cold.tif"
-    record = {"cold_qgis_process_s": None, "warm_engine_s": warm_s, "cold_over_warm": None, "cold_error": None}
-    try:
-        subprocess.run([str(QGIS_PROCESS), "--version"], check=True, capture_output=True, timeout=120)
-        cold_s = qgis_process_seconds(pan, xs, out)
-        record.update(cold_qgis_process_s=cold_s, cold_over_warm=cold_s / warm_s)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        record["cold_error"] = str(exc)
-    finally:
-        out.unlink(missing_ok=True)
-    return record
-
-
-OTBTF_ENV = ROOT / ".build" / "otbtf" / "env.sh"
-SEED_RUN = """
-import json, sys, time
-started = time.perf_counter()
-try:  # pyotb raises SystemExit without OTB: a clear exit, not a traceback
-    import pyotb
-except (ImportError, SystemExit, SystemError) as exc:
-    sys.exit(f"pyotb with OTBTF is not importable: {type(exc).__name__}: {exc}")
-imported = time.perf_counter()
-pan, xs, model, path, name, efield = sys.argv[1:7]
-infer = pyotb.TensorflowModelServe(n_sources=2,
-    source1_il=pan, source1_rfieldx=128, source1_rfieldy=128, source1_placeholder="input_p",
-    source2_il=xs, source2_rfieldx=32, source2_rfieldy=32, source2_placeholder="input_xs",
-    model_dir=model, model_fullyconv=True, output_efieldx=int(efield), output_efieldy=int(efield), output_names=name)
-infer.write(path)
-print(json.dumps({"import_s": imported - started, "run_s": time.perf_counter() - imported,
-                  "pixels": infer.shape[0] * infer.shape[1]}))
-"""
-
-
-def otbtf_environment() -> dict | None:
-    """The variables `. .build/otbtf/env.sh` sets (`make otbtf`), or None when OTBTF is not built."""
-    if not OTBTF_ENV.exists():
-        return None
-    run = subprocess.run(["bash", "-c", f'. "{OTBTF_ENV}" && env -0'], capture_output=True, check=True)
-    return dict(item.split("=", 1) for item in run.stdout.decode().split("\0") if "=" in item)
-
-
-def otbtf_rows(pan, xs, plugin: dict) -> dict:
-    """Real OTBTF (pyotb's TensorflowModelServe, the seed's own calls, one fresh Python each) on the scene: the
-    tutorial's valid part (estimated_crop32, efield 64) and artifact-prone run (estimated, efield 128). Warm = its
-    write() alone (the plugin's warm rows: in-process after a warm-up); whole process = from start to exit (the
-    plugin's: one qgis_process run). `plugin` holds the plugin's {valid, artifact} x {warm Mpx/s, whole s}."""
-    env = otbtf_environment()
-    if env is None:
-        return {"otbtf_error": "OTBTF is not built (make otbtf)"}
+def otbtf_rows(whole: dict, plugin: dict) -> dict:
+    """Real OTBTF's rows on the throughput scene, from the whole-process table's entry for it: the tutorial's valid
+    part (estimated_crop32, efield 64) and artifact-prone run (estimated, efield 128). Warm = its write() alone
+    (the plugin's warm rows: in-process after a warm-up); whole process = from start to exit (the plugin's: one
+    cold qgis_process run). `plugin` holds the plugin's {valid, artifact} x {warm Mpx/s, whole Mpx/s}."""
     rows = {}
-    for key, name, efield in (("valid", "estimated_crop32", 64), ("artifact", "estimated", 128)):
-        out = WORK / f"otbtf_{key}.tif"
-        started = time.perf_counter()
-        run = subprocess.run([sys.executable, "-c", SEED_RUN, str(pan), str(xs), MODEL, str(out), name, str(efield)],
-                             capture_output=True, text=True, env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), timeout=1800)
-        whole = time.perf_counter() - started
-        out.unlink(missing_ok=True)
-        if run.returncode:
-            return {"otbtf_error": f"OTBTF {key}: exit {run.returncode}: {run.stderr.strip()[-300:]}"}
-        figures = json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1])
-        warm = figures["pixels"] / figures["run_s"] / 1e6
-        whole_mpx = figures["pixels"] / whole / 1e6
-        rows[f"otbtf {key}"] = {"warm_mpx_per_s": warm, "whole_process_s": whole, "whole_mpx_per_s": whole_mpx}
-        rows[f"{key}/otbtf {key}, warm"] = plugin[key]["warm"] / warm
+    for key in ("valid", "artifact"):
+        figures = whole.get(f"otbtf {key}")
+        if not isinstance(figures, dict):
+            return {"otbtf_error": figures or "not measured"}
+        rows[f"otbtf {key}"] = {k: figures[k] for k in ("warm_mpx_per_s", "whole_process_s", "whole_mpx_per_s")}
+        rows[f"{key}/otbtf {key}, warm"] = plugin[key]["warm"] / figures["warm_mpx_per_s"]
         if plugin[key].get("whole_mpx_per_s"):
-            rows[f"{key}/otbtf {key}, whole process"] = plugin[key]["whole_mpx_per_s"] / whole_mpx
+            rows[f"{key}/otbtf {key}, whole process"] = plugin[key]["whole_mpx_per_s"] / figures["whole_mpx_per_s"]
     return rows
 
 
-def artifact_whole_process(pan, xs) -> float | None:
-    """Output Mpx/s of one whole qgis_process artifact-prone run (defaults: estimated, 128 px blocks)."""
-    out = WORK / "artifact_process.tif"
-    command = [str(QGIS_PROCESS), "run", "seamless:artifactproneinference", "--", f"MODEL={MODEL}",
-               f"SOURCE1={pan}", f"SOURCE2={xs}", f"OUTPUT={out}"]
-    started = time.perf_counter()
-    run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    seconds = time.perf_counter() - started
-    if run.returncode or not out.exists():
-        return None
-    dataset = gdal.Open(str(out))
-    pixels = dataset.RasterXSize * dataset.RasterYSize
-    dataset = None
-    out.unlink(missing_ok=True)
-    return pixels / seconds / 1e6
+def cold_record(whole: dict, warm_s: float) -> dict:
+    """The cold row: one whole qgis_process valid-part run (seconds, from the table) against the engine's warm
+    time for the same request in-process (the valid part's row); and the second call through the warm engine."""
+    cold, second = whole.get("plugin valid, cold"), whole.get("plugin valid, warm engine 2nd call")
+    record = {"cold_qgis_process_s": None, "warm_engine_s": warm_s, "cold_over_warm": None, "cold_error": None,
+              "warm_engine_2nd_call_s": None}
+    if isinstance(cold, dict):
+        record.update(cold_qgis_process_s=cold["whole_process_s"], cold_over_warm=cold["whole_process_s"] / warm_s)
+    else:
+        record["cold_error"] = cold
+    if isinstance(second, dict):
+        record["warm_engine_2nd_call_s"] = second["whole_process_s"]
+    return record
+
+
+def print_whole(table: dict, steps: dict) -> None:
+    """The whole-process table: seconds and Mpx/s per row and size, and the plugin/OTBTF ratios."""
+    print("\nwhole processes, start to exit (qgis_process; OTBTF: a fresh Python running the seed's pyotb calls)")
+    for size, rows in table.items():
+        print(f"  {size} x {size} PAN")
+        for name, value in rows.items():
+            if isinstance(value, dict):
+                print(f"    {name:48s} {value['whole_process_s']:7.2f} s {value['whole_mpx_per_s']:7.2f} Mpx/s")
+            elif isinstance(value, float):
+                print(f"    {name:48s} {value:7.2f}x")
+            else:
+                print(f"    {name:48s} {value}")
+    print("one cold valid-part call, step by step (seconds; the steps in a fresh plain Python)")
+    for name, value in steps.items():
+        print(f"  {name:58s} {value:12.2f}" if isinstance(value, float) else f"  {name}: {value}")
 
 
 def cluster_speed(pan, xs, workers: int = 2, repeats: int = 2) -> dict:
@@ -295,11 +226,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="PAN size of the throughput scene")
     parser.add_argument("--large", action="store_true", help="measure peak RSS on 16384 x 16384 too")
+    parser.add_argument("--whole-sizes", default="512,2048",
+                        help="scene sizes of the whole-process table besides --size (comma separated)")
+    parser.add_argument("--whole-only", action="store_true",
+                        help="only the whole-process table and the cold call's steps (printed, not recorded)")
     parser.add_argument("--class-map-only", action="store_true",
                         help="only the limit and the class-map row (printed, not recorded)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # a cache of this run (its children's too): the Auto tile's timings are taken now, on this quiet machine,
+    # by the first run (a warm-up, not timed), not read from an earlier, maybe busy, one
+    shutil.rmtree(WORK / "cache", ignore_errors=True)
+    os.environ["SEAMLESS_CACHE_DIR"] = str(WORK / "cache")
     pan, xs = make_scene(args.size, WORK)
+    whole_sizes = sorted({int(v) for v in args.whole_sizes.split(",") if v.strip()} | {args.size})
+    if args.whole_only:
+        table = whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK)
+        print_whole(table, cold_steps(pan, xs, WORK))
+        return
     rows = {}
     rows["limit"] = limit()
     class_map, _ = timed_run(request(pan, xs), None, class_map=WORK / "class_map.tif")
@@ -328,12 +272,14 @@ def main() -> None:
     sizes = (4096, 16384) if args.large else (4096, 8192)
     rss = {size: peak_rss(size) for size in sizes}
     width, height = result.plan.size
-    cold = cold_start(pan, xs, warm_s=width * height / valid / 1e6)  # the valid part's row is that warm time
-    valid_pixels = width * height
-    plugin = {"valid": {"warm": valid, "whole_mpx_per_s": valid_pixels / cold["cold_qgis_process_s"] / 1e6
-                        if cold["cold_qgis_process_s"] else None},
-              "artifact": {"warm": artifact, "whole_mpx_per_s": artifact_whole_process(pan, xs)}}
-    otbtf = otbtf_rows(pan, xs, plugin)
+    whole = whole_process_table({n: make_scene(n, WORK) for n in whole_sizes}, WORK)
+    steps = cold_steps(pan, xs, WORK)
+    here = whole[args.size]
+    cold = cold_record(here, width * height / valid / 1e6)  # the valid part's row is that warm time
+    plugin = {key: {"warm": speed, "whole_mpx_per_s": here[f"plugin {key}, cold"]["whole_mpx_per_s"]
+                    if isinstance(here.get(f"plugin {key}, cold"), dict) else None}
+              for key, speed in (("valid", valid), ("artifact", artifact))}
+    otbtf = otbtf_rows(here, plugin)
     cluster = cluster_speed(pan, xs)
     unwritten = profile["valid part, blocks discarded (no GeoTIFF write)"]
     ratios = {"valid/limit": valid / rows["limit"], "valid/tutorial": valid / tutorial, "sweep/theory": theory,
@@ -360,6 +306,8 @@ def main() -> None:
     print(f"  {'warm: same request in-process, best of 3 after a warm-up':58s} {cold['warm_engine_s']:12.2f}")
     if not cold["cold_error"]:
         print(f"  {'cold/warm (start-up, model load and probe)':58s} {cold['cold_over_warm']:12.2f}")
+    if cold["warm_engine_2nd_call_s"]:
+        print(f"  {'second qgis_process call through the warm engine':58s} {cold['warm_engine_2nd_call_s']:12.2f}")
     print(f"\nmax |valid Full - tutorial| on a 1024 px common window: {same_pixels:.2e}")
     for name, value in ratios.items():
         print(f"{name:52s} {value:6.2f}")
@@ -377,11 +325,13 @@ def main() -> None:
                   f"{value['whole_process_s']:6.1f} s ({value['whole_mpx_per_s']:.2f} Mpx/s)")
         else:
             print(f"  {name:50s} {value if isinstance(value, str) else f'{value:6.2f}'}")
+    print_whole(whole, steps)
     record = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(), "cpus": os.cpu_count(),
               "device": result.device, "scene": args.size, "tile": result.plan.tile[0], "mpx_per_s": rows,
               "profile_mpx_per_s": profile,
               "ratios": ratios, "peak_rss_mb": {str(k): v for k, v in rss.items()},
               "max_abs_diff_valid_vs_tutorial": same_pixels, **cold, "otbtf": otbtf, "cluster": cluster,
+              "whole_process": {str(k): v for k, v in whole.items()}, "cold_steps_s": steps,
               "plugin_whole_process_mpx_per_s": {k: v["whole_mpx_per_s"] for k, v in plugin.items()}}
     (RESULTS / "results.json").write_text(json.dumps(record, indent=2))
     with open(RESULTS / "history.jsonl", "a", encoding="utf-8") as history:  # one line per run, to compare

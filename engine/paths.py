@@ -175,7 +175,11 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    try:  # Linux: a killed process that its parent has not reaped yet (a zombie) is dead
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def replace_file(temp_path: str, path: str) -> None:

@@ -20,6 +20,7 @@ from .model import SavedModel, read_signature, split_crop
 from .preparing import fed_channels, prepare
 from .raster import gdal_session, raster_info, same_crs
 from .sizes import assign_placeholders
+from .tile_speed import NOMINAL, fastest
 from .request import EXTENT_MODES, FULL, OTBTF, PADDINGS, InferenceRequest, source_names
 
 AUTO_TILE_MAX = 2048       # output pixels. On the sample model, 4096 and 16384 px scenes: peak RSS 1.33 GB (goal
@@ -165,6 +166,15 @@ def _plan(request: InferenceRequest, model: SavedModel | None, measure_model: bo
     # tiles start on the lattice at or just before the written window (any lattice point gives the same pixels)
     base_xy = tuple(b + (window[a] - b) // quantum[a] * quantum[a] for a, b in enumerate(base_xy))
     tile = _tile_size(request, quantum, efield, exact, window, base_xy)
+    if request.tile_size is None and exact and request.extent_mode == FULL:  # the fastest here (engine.tile_speed)
+        def shapes_of(size):
+            return {placeholders[i]: (1,) + tile_input(out_x, out_y, lattice, base_xy, size, efield, source,
+                                                       names[i], i)[::-1] + (channels[i],)
+                    for i, source in enumerate(request.sources)}
+
+        candidates = dict(_balanced(quantum, window, base_xy, size) for size in NOMINAL)
+        tile, note = fastest(model, output_names[0], candidates, shapes_of, quantum)
+        notes += [note] if note else []
     pixels, values = 1, 0  # a tile's input, in each source's pixels, and its values (pixels x channels)
     for index, source in enumerate(request.sources):
         width, height = tile_input(out_x, out_y, lattice, base_xy, tile, efield, source, names[index], index)
@@ -372,14 +382,20 @@ def _tile_size(request, quantum, efield, exact, window, base) -> tuple:
         return size, size
     if not exact:  # pixels depend on the tile: keep OTBTF's blocks of one expression field
         return efield
-    tile = []
+    return _balanced(quantum, window, base, AUTO_TILE_MAX)[0]
+
+
+def _balanced(quantum, window, base, largest) -> tuple:
+    """(tile (x, y), tile count): the tiles of at most `largest` output pixels that cover the window in the fewest
+    tiles, balanced so that the last one barely overhangs it."""
+    tile, count = [], 1
     for axis in (0, 1):
         q = quantum[axis]
         span = window[axis + 2] - base[axis]  # tiles start at `base`, on the lattice, at or before the window
-        largest = max(q, AUTO_TILE_MAX // q * q)
-        count = -(-span // largest)
-        tile.append(-(-span // (count * q)) * q)  # balanced: the last tile barely overhangs the window
-    return tuple(tile)
+        number = -(-span // max(q, largest // q * q))
+        tile.append(-(-span // (number * q)) * q)
+        count *= -(-span // tile[-1])
+    return tuple(tile), count
 
 
 def tiles(plan: Plan) -> list:
