@@ -42,7 +42,7 @@ BOOT = ("import importlib, json, os, sys; sys.path[:0] = json.loads(sys.argv[1])
 @dataclass(frozen=True)
 class PlanSummary:
     """What a run through the warm engine tells of its plan (the plan itself stays in the engine process):
-    the completed request, the output names and bands, the size, tile and batch."""
+    the completed request, the output names and bands, the size, tile and batch, the output's kind."""
 
     request: InferenceRequest
     output_names: tuple
@@ -50,6 +50,7 @@ class PlanSummary:
     size: tuple
     tile: tuple
     batch: int
+    kind: str | None = None  # what the output is, by the model card
 
     @property
     def bands(self) -> int:
@@ -264,7 +265,8 @@ def result_of(data: dict) -> InferenceResult:
     plan = data["plan"]
     summary = PlanSummary(request_from_json(plan["request"]), tuple(plan["output_names"]),
                           tuple(plan["band_names"]), tuple(plan["size"]),
-                          tuple(plan["tile"]), int(plan["batch"]))
+                          tuple(plan["tile"]), int(plan["batch"]),
+                          plan.get("kind") if plan.get("kind") in ("scores", "probabilities", "regression") else None)
     table = data.get("class_table")
     table = None if table is None else tuple(ClassEntry(int(v), str(n), tuple(color)) for v, n, color in table)
     return InferenceResult(data.get("path"), summary, data["tiles"], data["skipped"], data["seconds"], data["device"],

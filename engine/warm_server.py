@@ -174,7 +174,7 @@ def result_json(result: InferenceResult) -> dict:
     table = None if result.class_table is None else [[e.value, e.name, list(e.color)] for e in result.class_table]
     summary = {"request": request_to_json(plan.request), "output_names": list(plan.output_names),
                "band_names": list(plan.band_names), "size": list(plan.size), "tile": list(plan.tile),
-               "batch": plan.batch}
+               "batch": plan.batch, "kind": plan.kind}
     return {"path": result.path, "tiles": result.tiles, "skipped": result.skipped, "seconds": result.seconds,
             "device": result.device, "class_map": result.class_map, "display_band": result.display_band,
             "class_table": table, "plan": summary}
