@@ -20,8 +20,9 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine import (BACKENDS, COMPRESSIONS, DATA_TYPES, EXTENT_MODES, PADDINGS, Cancelled, DependencyMissing,
                       EngineError, InferenceRequest, Source)
 from ..engine.card import read_card
-from ..engine.class_map import band_range, complete_table, read_class_table
+from ..engine.classes import complete_table, read_class_table
 from ..engine.paths import RASTER_EXTENSIONS, check_output, check_output_folder
+from ..engine.raster import band_range
 from ..engine.warm import run_inference_warm
 from .compat import ADVANCED, DOUBLE, FOLDER, INTEGER, RASTER
 from .help import SHORT_DESCRIPTION, SHORT_HELP

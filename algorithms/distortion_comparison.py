@@ -9,9 +9,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from ..engine import Cancelled, DependencyMissing, EngineError, InferenceRequest
-from ..engine.distortion import default_crops, distortion_comparison
 from ..engine.paths import remove_quietly
-from ..engine.reports import distortion_html
 from .base import ModelAlgorithm, in_engine_thread
 from .compat import DOUBLE, INTEGER, NO_GEOMETRY, field
 from .styling import GrayStretch, keep_alive
@@ -74,6 +72,9 @@ class DistortionComparison(ModelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Run every crop, compare, and write the report, the table and the error rasters."""
+        from ..engine.distortion import default_crops, distortion_comparison  # the pipeline, when a run needs it
+        from ..engine.reports import distortion_html
+
         self.check_outputs(parameters, context)
         try:
             sources = self.sources(parameters, context)

@@ -5,11 +5,10 @@ from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputNumber, QgsPr
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
-from ..engine import DependencyMissing, EngineError, analyse_model
 from ..engine.card import write_card
-from ..engine.class_map import read_class_table
+from ..engine.classes import read_class_table
+from ..engine.errors import DependencyMissing, EngineError
 from ..engine.paths import write_text
-from ..engine.reports import analysis_html
 from .base import MAX_SOURCES, MODEL_HELP, ModelAlgorithm, in_engine_thread, layer_path
 from .compat import FOLDER, INTEGER, RASTER
 
@@ -87,6 +86,9 @@ class ModelAnalysis(ModelAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine analysis, the report and the numbers out."""
+        from ..engine.analysis import analyse_model  # the pipeline (numpy, the graph walk), when a run needs it
+        from ..engine.reports import analysis_html
+
         self.check_outputs(parameters, context)
         sizes = [self.parameterAsInt(parameters, self.source_key(i, "_SIZE"), context)
                  for i in range(1, MAX_SOURCES + 1)]

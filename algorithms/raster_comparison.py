@@ -7,7 +7,6 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
 from ..engine import Cancelled, EngineError
-from ..engine.metrics import Comparison, compare_rasters
 from ..engine.paths import remove_quietly, write_text
 from .base import SeamlessAlgorithm, layer_path
 from .styling import load_styled
@@ -63,6 +62,8 @@ class RasterComparison(SeamlessAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         """Parameters in, one engine comparison, the numbers (and the optional files) out."""
+        from ..engine.metrics import compare_rasters  # the pipeline (numpy), when a run needs it
+
         self.check_outputs(parameters, context)
         reference = layer_path(self.parameterAsRasterLayer(parameters, self.REFERENCE, context), self.REFERENCE)
         image = layer_path(self.parameterAsRasterLayer(parameters, self.IMAGE, context), self.IMAGE)
@@ -94,8 +95,9 @@ class RasterComparison(SeamlessAlgorithm):
         return results
 
 
-def report_html(comparison: Comparison) -> str:
-    """The comparison as a small HTML page: the seed's vector RMSE first, then a table per band."""
+def report_html(comparison) -> str:
+    """The comparison (engine.metrics.Comparison) as a small HTML page: the seed's vector RMSE first, then a table
+    per band."""
     rows = "".join(f"<tr><td>{band}</td><td>{rmse:.6g}</td></tr>"
                    for band, rmse in zip(comparison.bands, comparison.band_rmse))
     lines = "".join(f"<p>{html.escape(line)}</p>" for line in comparison.summary().splitlines())

@@ -9,7 +9,7 @@ import os
 
 from osgeo import gdal
 
-from .class_map import MAX_CLASSES, ClassEntry, default_table, read_class_table
+from .classes import MAX_CLASSES, ClassEntry, default_table, read_class_table
 from .errors import EngineError
 
 

@@ -8,7 +8,6 @@ backend compute it into a sink: a GeoTIFF renamed into place when complete (engi
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,26 +18,12 @@ from .errors import EngineError
 from .model import SavedModel
 from .planning import Plan, input_shapes, plan_inference, tiles
 from .raster import gdal_session
+from .records import InferenceResult
 from .request import InferenceRequest
 from .signals import signals_cancel
 from .sinks import BlockSink, GeoTiffSink, check_output_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InferenceResult:
-    """What a run produced and how long it took."""
-
-    path: str | None
-    plan: Plan
-    tiles: int
-    skipped: int
-    seconds: float
-    device: str
-    class_map: str | None = None  # the class map's path, when one was asked
-    display_band: int | None = None  # the output's band with the most contrast on its first tile (from 1)
-    class_table: tuple | None = None  # the class map's classes: given, or the model card's
 
 
 def run_inference(request: InferenceRequest, output_path: str | None = None, progress=None, is_canceled=None,

@@ -10,8 +10,7 @@ values field by field, refusing anything else with a ValueError. Nothing read ba
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .graph import Geo, Layer, Span, Theory
-from .probe import ProbeResult
+from .records import Geo, Layer, ProbeResult, Span, Theory
 
 VERSION = 2  # of the measurement and its JSON form: raise when either changes, older records are then ignored
 DATA_SCALES = ((0.0, 1.0), (500.0, 250.0))  # random virtual images: normalised data and raw digital numbers

@@ -14,6 +14,7 @@ from math import lcm
 import numpy as np
 
 from .errors import EngineError
+from .records import ProbeResult
 
 
 @dataclass(frozen=True)
@@ -29,32 +30,6 @@ class ProbeSource:
     step_y: int
     rfield: tuple
     make_input: object
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """Measured border behaviour of one output for tiles of the given receptive field.
-
-    `lost` = output pixels polluted by the tile border on (left, top, right, bottom); `stride` = (x, y) total
-    stride in source-1 pixels; `tile_output` = (width, height) of the output for one receptive-field tile.
-    """
-
-    output_name: str
-    rfield: tuple
-    stride: tuple
-    lost: tuple
-    tile_output: tuple
-
-    @property
-    def exact_crop(self) -> int:
-        """Smallest symmetric crop (output pixels on each side) that keeps only exact pixels."""
-        return max(self.lost)
-
-    @property
-    def valid_window(self) -> tuple:
-        """Exact output pixels of a tile: ((x_first, x_end), (y_first, y_end))."""
-        left, top, right, bottom = self.lost
-        return (left, self.tile_output[0] - right), (top, self.tile_output[1] - bottom)
 
 
 def probe_model(run, sources: list, out_step: tuple, output_name: str, tolerance: float = 1e-5) -> ProbeResult:

@@ -12,6 +12,9 @@ FULL, OTBTF = "full", "otbtf"
 EXTENT_MODES = (FULL, OTBTF)
 MIRROR, ZEROS = "mirror", "zeros"
 PADDINGS = (MIRROR, ZEROS)
+# the backends (engine.backends) by name: named here, with the request, so that naming one imports no backend
+AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND = "auto", "tensorflow", "otbtf"
+BACKENDS = (AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from .classes import ClassEntry
 from .dependencies import python_executable
 from .errors import Cancelled, DependencyMissing, EngineError
-from .inference import InferenceResult, run_inference
 from .paths import process_alive
+from .records import InferenceResult
 from .request import InferenceRequest
 from .signals import Interrupted, signals_cancel
 from .warm_link import (ENV_SWITCH, Channel, LinkError, check_peer, engine_key, idle_seconds, private_folder,
@@ -83,7 +83,7 @@ def run_inference_warm(request, output_path: str | None = None, progress=None, i
     say = log_info or log.info
     seconds = warm_idle(idle)
     if not seconds or options.get("sink") is not None or options.get("plan") is not None:
-        return run_inference(request, output_path, progress, is_canceled, log_info, **options)
+        return run_here(request, output_path, progress, is_canceled, log_info, **options)
     try:
         if os.name != "posix" or not hasattr(socket, "AF_UNIX"):
             raise LinkError("it needs UNIX sockets and user ids, which this system lacks")
@@ -93,7 +93,15 @@ def run_inference_warm(request, output_path: str | None = None, progress=None, i
         deadline = time.monotonic() + GONE_TIMEOUT
         while getattr(exc, "pid", None) and process_alive(exc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)  # a killed engine closes its socket before it is gone: its partial is then stale
-        return run_inference(request, output_path, progress, is_canceled, log_info, **options)
+        return run_here(request, output_path, progress, is_canceled, log_info, **options)
+
+
+def run_here(*args, **options) -> InferenceResult:
+    """`run_inference` in this process. The pipeline (numpy, TensorFlow, the planning) is imported only then, so
+    that a call the engine runs imports none of it here."""
+    from .inference import run_inference
+
+    return run_inference(*args, **options)
 
 
 def through_engine(request, output_path, progress, is_canceled, say, seconds: float, options: dict):

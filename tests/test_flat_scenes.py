@@ -8,7 +8,7 @@ from rasters import write_raster
 
 from seamless_inference.engine import InferenceRequest, Source, run_inference
 from seamless_inference.engine.dependencies import import_tensorflow
-from seamless_inference.engine.raster import SourceReader
+from seamless_inference.engine.reading import SourceReader
 
 XS_ORIGIN = tuple(gdal.Open(str(XS)).GetGeoTransform()[i] for i in (0, 3))
 

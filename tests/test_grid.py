@@ -5,7 +5,7 @@ import pytest
 
 from seamless_inference.engine import EngineError
 from seamless_inference.engine import grid as g
-from seamless_inference.engine.raster import mirror_index
+from seamless_inference.engine.reading import mirror_index
 
 PAN = g.RasterGrid(1000, 1000, 500000.0, 4800000.0, 1.5, 1.5)
 XS = g.RasterGrid(250, 250, 500000.0, 4800000.0, 6.0, 6.0)

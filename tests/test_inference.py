@@ -10,7 +10,7 @@ from osgeo import gdal
 
 from seamless_inference.engine import OTBTF, Cancelled, InferenceRequest, run_inference
 from seamless_inference.engine.dependencies import import_tensorflow
-from seamless_inference.engine.raster import SourceReader
+from seamless_inference.engine.reading import SourceReader
 
 VALID = InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated_crop32",))
 ARTIFACT = InferenceRequest(str(MODEL), seed_sources(), output_names=("estimated",))

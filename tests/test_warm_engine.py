@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL, PAN, QGIS_PROCESS, ROOT, XS, qgis_process, seed_sources
+from conftest import MODEL, PAN, PLUGINS, QGIS_PROCESS, ROOT, XS, qgis_process, seed_sources
 from osgeo import gdal
 
 from seamless_inference.engine import EngineError, InferenceRequest, Source, run_inference
@@ -133,6 +133,86 @@ def test_a_killed_engine_is_replaced_by_the_next_call(warm, tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert STARTED.search(second.stdout) and engine_pid(second.stdout) != pid, second.stdout[-3000:]
     assert np.array_equal(pixels(tmp_path / "one.tif"), pixels(tmp_path / "two.tif"))
+
+
+# A script's process: QGIS and its Processing framework first (what QGIS imports itself is not the plugin's cost),
+# then the plugin's provider, then one valid-part run through the warm engine. Prints what the plugin made this
+# process import: numpy or TensorFlow imported from the plugin's code, and the engine's pipeline modules.
+THIN_CALLER = r"""
+import json, os, sys, traceback
+plugins, model, pan, xs, output = sys.argv[1:]
+sys.path.insert(0, plugins)
+sys.path.insert(0, "/usr/share/qgis/python/plugins")  # QGIS's processing
+from qgis.core import QgsApplication, QgsProcessingFeedback
+app = QgsApplication([], False)
+app.initQgis()
+from processing.core.Processing import Processing
+import processing
+Processing.initialize()
+plugin_dir = os.path.realpath(os.path.join(plugins, "seamless_inference"))
+by_plugin = []
+
+class Watch:
+    # notes numpy or TensorFlow when the plugin's own code is what imports it first
+    def find_spec(self, name, path=None, target=None):
+        if name in ("numpy", "tensorflow") and name not in sys.modules:
+            frames = [f.filename for f in traceback.extract_stack()]
+            if any(os.path.realpath(f).startswith(plugin_dir + os.sep) for f in frames):
+                by_plugin.append(name)
+        return None
+
+numpy_before = "numpy" in sys.modules  # imported by QGIS itself
+sys.meta_path.insert(0, Watch())
+pipeline = ("inference", "planning", "model", "analysis", "backends", "sinks", "reading", "graph", "probe",
+            "distortion", "metrics", "class_map", "preparing", "sizes", "tile_speed")
+
+def pipeline_modules():
+    return sorted(m for m in sys.modules if m.split(".")[:2] == ["seamless_inference", "engine"]
+                  and len(m.split(".")) > 2 and m.split(".")[2] in pipeline)
+
+from seamless_inference import classFactory
+plugin = classFactory(None)  # kept: it owns the provider
+plugin.initProcessing()
+provider = sorted(by_plugin) + pipeline_modules()
+lines = []
+
+class Feedback(QgsProcessingFeedback):
+    def pushInfo(self, info):
+        lines.append(info)
+
+result = processing.run("seamless:validpartinference", {"MODEL": model, "SOURCE1": pan, "SOURCE2": xs,
+                                                         "OUTPUT": output}, feedback=Feedback())
+run = sorted(set(by_plugin)) + pipeline_modules()
+print(json.dumps({"provider": provider, "run": run, "ok": os.path.exists(result["OUTPUT"]),
+                  "numpy_before": numpy_before, "engine": any("Warm engine: pid" in line for line in lines)}),
+      flush=True)
+os._exit(0)  # QGIS's teardown after TensorFlow's may crash (the run in process); the result is out
+"""
+
+
+@pytest.mark.slow
+def test_a_call_through_the_engine_imports_no_pipeline_in_the_caller(warm, tmp_path):
+    """The provider loads, and a run through the warm engine goes, without the plugin importing numpy, TensorFlow
+    or the pipeline's modules in the calling process: the second call of a script pays QGIS's start and the run,
+    not the imports. (What QGIS imports itself, numpy on some versions, is not counted.)"""
+    output = tmp_path / "out.tif"
+    run = subprocess.run([sys.executable, "-c", THIN_CALLER, str(PLUGINS), str(MODEL), str(PAN), str(XS), str(output)],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, QT_QPA_PLATFORM="offscreen",
+                                                                              **warm), check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["ok"] and found["engine"] and output.exists(), found
+    assert found["provider"] == [] and found["run"] == [], found
+    in_process = subprocess.run([sys.executable, "-c", THIN_CALLER, str(PLUGINS), str(MODEL), str(PAN), str(XS),
+                                 str(tmp_path / "here.tif")], capture_output=True, text=True, timeout=600,
+                                env=dict(os.environ, QT_QPA_PLATFORM="offscreen", SEAMLESS_WARM_ENGINE="0"),
+                                check=False)
+    assert in_process.returncode == 0, in_process.stdout[-3000:] + in_process.stderr[-3000:]
+    here = json.loads(in_process.stdout.strip().splitlines()[-1])
+    # the same watch sees the pipeline when the run happens in this process: the check can fail
+    assert not here["engine"] and "seamless_inference.engine.inference" in here["run"], here
+    assert "numpy" in here["run"] or here["numpy_before"], here
+    assert np.array_equal(pixels(output), pixels(tmp_path / "here.tif"))
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,12 @@ OTBTF's TensorflowModelServe through pyotb; `choose_backend` picks one for a req
 
 from ..dependencies import OTBTF_INSTALL_HINT
 from ..errors import EngineError
-from ..request import InferenceRequest
+from ..request import AUTO_BACKEND, BACKENDS, OTBTF_BACKEND, TENSORFLOW_BACKEND, InferenceRequest
 from ..sinks import BlockSink
 from .base import Backend, Monitor, RunStats, call_size
 from .cluster import DaskBackend
 from .otbtf import OtbtfBackend
 from .tensorflow import TensorFlowBackend
-
-AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND = "auto", "tensorflow", "otbtf"
-BACKENDS = (AUTO_BACKEND, TENSORFLOW_BACKEND, OTBTF_BACKEND)
 
 
 def choose_backend(requested: str, request: InferenceRequest, sink: BlockSink, cluster: str | None = None) -> tuple:

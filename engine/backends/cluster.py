@@ -33,7 +33,8 @@ from ..errors import Cancelled, DependencyMissing, EngineError, source_field
 from ..model import SavedModel
 from ..paths import parts_folder
 from ..planning import Plan, clip, runs, tiles
-from ..raster import SourceReader, gdal_session
+from ..raster import gdal_session
+from ..reading import SourceReader
 from ..request import InferenceRequest
 from ..sinks import BlockSink, GeoTiffSink
 from .base import Monitor, RunStats

@@ -14,7 +14,8 @@ from ..errors import Cancelled, EngineError, source_field
 from ..model import SavedModel
 from ..planning import Plan, clip, runs, tiles
 from ..preparing import fed_values
-from ..raster import SourceReader, gdal_session
+from ..raster import gdal_session
+from ..reading import SourceReader
 from ..request import InferenceRequest
 from ..sinks import BlockSink
 from .base import Monitor, RunStats, call_size

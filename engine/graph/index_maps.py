@@ -12,39 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
-@dataclass(frozen=True)
-class Span:
-    """One spatial axis of a tensor: size and valid window [first, end) in its pixels, pixel in source-1 px."""
-
-    size: int
-    first: int
-    end: int
-    step: Fraction = Fraction(1)
-
-    @property
-    def valid(self) -> int:
-        """Number of exact pixels."""
-        return max(0, self.end - self.first)
-
-
-@dataclass(frozen=True)
-class Geo:
-    """The geometry of a feature map: spans along height (y) and width (x), their axes, the tensor's rank."""
-
-    y: Span
-    x: Span
-    axes: tuple = (1, 2)
-    rank: int = 4
-
-    @property
-    def size(self) -> tuple:
-        """(width, height) in this tensor's pixels."""
-        return self.x.size, self.y.size
-
-    @property
-    def window(self) -> tuple:
-        """Exact pixels: ((x_first, x_end), (y_first, y_end))."""
-        return (self.x.first, self.x.end), (self.y.first, self.y.end)
+from ..records import Geo, Span  # noqa: F401 (the spans' rules live here)
 
 
 @dataclass(frozen=True)
@@ -153,7 +121,6 @@ class Result:
     stride: tuple | None = None
     formula: str = ""
     textbook: tuple | None = None
-
 
 
 def intersection(geos: list) -> Result:

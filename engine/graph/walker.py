@@ -13,43 +13,9 @@ from math import lcm
 
 import numpy as np
 
+from ..records import Layer, Theory
 from .index_maps import UNKNOWN, Geo, NotInterpreted, Span, Static
 from .ops import CALLS, PASS_THROUGH, fold, geometry, shape_value
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One row of the valid-size table: a layer (name scope) and the geometry of its output.
-
-    size: (w, h) output pixels; window: ((x_first, x_end), (y_first, y_end)) exact pixels; both None when the
-    layer could not be interpreted. kernel and stride are (x, y) of its convolution or pooling, if any.
-    """
-
-    name: str
-    operation: str
-    kernel: tuple | None
-    stride: tuple | None
-    size: tuple | None
-    window: tuple | None
-    formula: str = ""
-
-    @property
-    def valid(self) -> tuple | None:
-        """(w, h) of the valid window."""
-        if self.window is None:
-            return None
-        return tuple(max(0, end - first) for first, end in self.window)
-
-
-@dataclass(frozen=True)
-class Theory:
-    """What the graph says: the table, each signature output's geometry, what could not be read."""
-
-    layers: tuple
-    outputs: dict                 # signature output name -> Geo, or None when not interpreted
-    issues: tuple                 # "OpType (node): reason"
-    notes: tuple                  # textbook formulas that the index propagation corrects
-    stride: int | None            # total stride in source-1 pixels (lcm of every tensor's pixel)
 
 
 @dataclass(frozen=True)
@@ -62,7 +28,6 @@ class Step:
     stride: tuple | None = None
     formula: str = ""
     textbook: tuple | None = None
-
 
 
 def output_args(node, library) -> list:
