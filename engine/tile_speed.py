@@ -6,7 +6,8 @@ For an exact (valid-part) output in Full mode, planning offers the balanced tile
 (NOMINAL), and this module prices each: its tiles' input pixels at the per-pixel speed the model showed on the
 nominal tile nearest to it. The timings are measured once per model (fingerprint), output, input shapes and
 machine, and kept as JSON beside the measurement cache (engine.measure_cache's folder; data, never code). The
-choice never changes a pixel: an exact output does not depend on the tile.
+choice changes no pixel beyond float32 rounding: an exact output does not depend on the tile, but on some CPUs
+oneDNN sums a convolution in another order for another input size (1.5e-12 apart on CI's machine, 0 on others).
 """
 
 import hashlib

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -173,6 +174,44 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_run(cluster, tmp_path, mo
     assert killed and killed[0] < 1.0
     assert_same_raster(here, there)
     assert not leftovers(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_result_lost_with_its_worker_after_it_was_done_is_waited_for_again(cluster, tmp_path):
+    """The race CI met: parts done when the client looked, then lost with the worker that held them before the
+    client read them. The scheduler computes them again; the client waits for them instead of failing the run."""
+    from seamless_inference.engine.backends.base import Monitor
+    from seamless_inference.engine.backends.cluster import gather
+
+    _, client = cluster
+    slow = tmp_path / "recomputing-is-slow"  # a part computed again takes 3 s: its status stays visibly not done
+    task = "__import__('time').sleep(3 if __import__('os').path.exists(slow) else 0) or i * 3"
+    run = uuid.uuid4().hex[:8]
+    futures = [client.submit(eval, task, {"slow": str(slow), "i": i}, key=f"lost-{run}-{i}", pure=False)
+               for i in range(8)]
+    [f.result() for f in futures]  # all done, each result still held by its worker
+    slow.touch()
+    pids, seen, got = client.run(os.getpid), [], []
+
+    def each(value):
+        got.append(value)
+        if not seen:  # while the first result is read: kill the worker that holds most of the others
+            holders = client.who_has([f for f in futures if f.status == "finished"])
+            counts = {}
+            for addresses in holders.values():
+                for address in addresses:
+                    counts[address] = counts.get(address, 0) + 1
+            os.kill(pids[max(counts, key=counts.get)], signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not seen:
+                seen.extend(f.key for f in futures if f.status in ("lost", "pending"))
+                time.sleep(0.05)
+
+    stop = distributed.Event(f"seamless-stop-{run}", client=client)
+    gather(client, futures, stop, Monitor(say=lambda _: None), each)
+    client.wait_for_workers(2, timeout=120)  # its nanny restarts it: the next test gets two workers again
+    assert seen, "no result was lost: the race was not reproduced"
+    assert sorted(got) == [i * 3 for i in range(8)]
 
 
 @pytest.mark.slow

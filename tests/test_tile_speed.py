@@ -1,5 +1,6 @@
 """Auto tiles of an exact output are the cheapest by the speeds the model showed on this machine, timed once and
-kept as JSON beside the measurement cache; the choice never changes a pixel."""
+kept as JSON beside the measurement cache; the choice changes no pixel beyond float32 rounding (oneDNN may sum a
+convolution in another order for another input size, on some CPUs: 0 here, 1.5e-12 on CI's machine)."""
 
 import json
 import sys
@@ -61,4 +62,4 @@ def test_the_chosen_tile_gives_the_pixels_of_any_other(scene, tmp_path):
     other = 1024 if chosen.plan.tile[0] != 1024 else 2048
     run_inference(valid(scene, tile_size=other), str(tmp_path / "other.tif"))
     a, b = (gdal.Open(str(tmp_path / f"{n}.tif")).ReadAsArray() for n in ("auto", "other"))
-    assert np.array_equal(a, b)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5  # oneDNN: tile-size rounding, as test_inference

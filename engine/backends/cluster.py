@@ -172,6 +172,9 @@ def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=Non
             continue
         pending -= finished
         for future in finished:
+            if future.status in ("lost", "pending"):  # done a moment ago, its result since lost with its worker:
+                pending.add(future)  # the scheduler computes it again
+                continue
             if future.status != "finished":
                 # the worker's error first: the cancel below drops it (exception() would then return None)
                 error = future.exception() if future.status == "error" else None
@@ -181,7 +184,7 @@ def gather(client, futures: list, stop, monitor: Monitor, each=None, weights=Non
             if each is not None:
                 each(future.result())
                 future.release()
-        done += sum(weight[f] for f in finished)
+        done += sum(weight[f] for f in finished - pending)
         monitor.advance(done / total)
 
 
