@@ -3,6 +3,7 @@
 Plain immutable values, nothing derived: `engine.planning` validates them against the rasters and the model.
 """
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -162,3 +163,35 @@ def number(value, what: str, field: str) -> float:
 def source_names(count: int) -> list:
     """Display names matching the algorithms' parameters: 'source 1' ..."""
     return [f"source {i + 1}" for i in range(count)]
+
+
+def request_to_json(request: InferenceRequest) -> dict:
+    """The request's fields as plain JSON values (sources as objects of their own fields)."""
+    return dataclasses.asdict(request)
+
+
+def request_from_json(data: dict) -> InferenceRequest:
+    """The request from `request_to_json`'s form, field by field: unknown fields are refused, lists become
+    tuples, and InferenceRequest's and Source's own checks run on what came."""
+    def plain(value):
+        if isinstance(value, list):
+            return tuple(plain(v) for v in value)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise EngineError(f"A request read as JSON holds a value of type {type(value).__name__}.", "request")
+
+    def fields_of(kind, values) -> dict:
+        if not isinstance(values, dict):
+            raise EngineError(f"A request read as JSON has a {kind.__name__} that is not an object.", "request")
+        known = {f.name for f in dataclasses.fields(kind)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise EngineError(f"A request read as JSON has unknown {kind.__name__} fields: {', '.join(unknown)}.", "request")
+        return values
+
+    data = dict(fields_of(InferenceRequest, data))
+    sources = data.pop("sources", ())
+    if not isinstance(sources, (list, tuple)):
+        raise EngineError("A request read as JSON has sources that are not a list.", "request")
+    sources = tuple(Source(**{k: plain(v) for k, v in fields_of(Source, s).items()}) for s in sources)
+    return InferenceRequest(sources=sources, **{k: plain(v) for k, v in data.items()})

@@ -21,10 +21,10 @@ from .dependencies import python_executable
 from .errors import Cancelled, DependencyMissing, EngineError
 from .paths import process_alive
 from .records import InferenceResult
-from .request import InferenceRequest
+from .request import InferenceRequest, request_from_json, request_to_json
 from .signals import Interrupted, signals_cancel
 from .warm_link import (ENV_SWITCH, Channel, LinkError, check_peer, engine_key, idle_seconds, private_folder,
-                        request_from_json, request_to_json, search_path, socket_path)
+                        search_path, socket_path)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ loaded model between `qgis_process` calls. It is reached over a UNIX socket in a
 (no pickle: a message could otherwise run code in the reader).
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,7 +16,6 @@ import sys
 import tempfile
 
 from .errors import EngineError
-from .request import InferenceRequest, Source
 
 ENV_SWITCH = "SEAMLESS_WARM_ENGINE"  # 1/on: warm engine, default idle time; a number: its idle time in seconds
 ENV_FOLDER = "SEAMLESS_WARM_DIR"  # where its socket lives (default: $XDG_RUNTIME_DIR or the temporary folder)
@@ -147,35 +145,3 @@ class Channel:
         if not isinstance(message, dict):
             raise LinkError("the warm engine's socket carried JSON that is not an object")
         return message
-
-
-def request_to_json(request: InferenceRequest) -> dict:
-    """The request's fields as plain JSON values (sources as objects of their own fields)."""
-    return dataclasses.asdict(request)
-
-
-def request_from_json(data: dict) -> InferenceRequest:
-    """The request from `request_to_json`'s form, field by field: unknown fields are refused, lists become
-    tuples, and InferenceRequest's and Source's own checks run on what came."""
-    def plain(value):
-        if isinstance(value, list):
-            return tuple(plain(v) for v in value)
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        raise EngineError(f"The warm engine got a request value of type {type(value).__name__}.", "request")
-
-    def fields_of(kind, values) -> dict:
-        if not isinstance(values, dict):
-            raise EngineError(f"The warm engine got a {kind.__name__} that is not an object.", "request")
-        known = {f.name for f in dataclasses.fields(kind)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise EngineError(f"The warm engine got unknown {kind.__name__} fields: {', '.join(unknown)}.", "request")
-        return values
-
-    data = dict(fields_of(InferenceRequest, data))
-    sources = data.pop("sources", ())
-    if not isinstance(sources, (list, tuple)):
-        raise EngineError("The warm engine got sources that are not a list.", "request")
-    sources = tuple(Source(**{k: plain(v) for k, v in fields_of(Source, s).items()}) for s in sources)
-    return InferenceRequest(sources=sources, **{k: plain(v) for k, v in data.items()})

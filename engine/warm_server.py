@@ -20,8 +20,9 @@ import traceback
 from .classes import ClassEntry
 from .errors import Cancelled, DependencyMissing, EngineError
 from .inference import InferenceResult, run_inference
+from .request import request_from_json, request_to_json
 from .signals import Interrupted
-from .warm_link import Channel, LinkError, check_peer, private_folder, request_from_json, request_to_json
+from .warm_link import Channel, LinkError, check_peer, private_folder
 
 FIRST_MESSAGE_TIMEOUT = 30.0  # seconds a connection has to say what it wants
 

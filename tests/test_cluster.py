@@ -2,6 +2,7 @@
 exactly as the README's recipe says (`dask scheduler --port P`, `PYTHONPATH=<plugins> dask worker tcp://... --nthreads
 1`); the same pixels as in this process, a lost worker costs a retry, a cancel leaves nothing."""
 
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import pytest
 from conftest import MODEL, PAN, PLUGINS, ROOT, XS, qgis_process
 from osgeo import gdal
 
-from seamless_inference.engine import Cancelled, InferenceRequest, Source, run_inference
+from seamless_inference.engine import Cancelled, EngineError, InferenceRequest, Source, plan_inference, run_inference
 from seamless_inference.engine.backends.dask_local import stop_processes
 
 distributed = pytest.importorskip("distributed")
@@ -132,6 +133,22 @@ def mode(request, monkeypatch):
 
     monkeypatch.setattr(backend, "LOOPBACK_BLOCKS", request.param == "blocks sent back")
     return request.param
+
+
+def test_a_part_s_plan_travels_as_json_and_comes_back_equal():
+    """Workers get their part as JSON text (never pickle): the plan comes back equal, measurement included, and
+    anything but plan_to_json's form is refused."""
+    from seamless_inference.engine.plan_json import plan_from_json, plan_to_json
+
+    plan = plan_inference(request(PAN, XS))
+    data = json.loads(json.dumps(plan_to_json(plan)))
+    assert plan.measurement is not None and plan_from_json(data) == plan
+    with pytest.raises(EngineError, match="command"):
+        plan_from_json(dict(data, command="rm -rf /"))
+    with pytest.raises(EngineError, match="type dict"):
+        plan_from_json(dict(data, names=[{"__reduce__": "os.system"}]))
+    with pytest.raises(EngineError, match="damaged grid"):
+        plan_from_json(dict(data, out_x={"offset": 0}))
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ from conftest import MODEL, PAN, PLUGINS, QGIS_PROCESS, ROOT, XS, qgis_process, 
 from osgeo import gdal
 
 from seamless_inference.engine import EngineError, InferenceRequest, Source, run_inference
+from seamless_inference.engine.request import request_from_json, request_to_json
 from seamless_inference.engine.warm import run_inference_warm, stop_engines
-from seamless_inference.engine.warm_link import (LinkError, idle_seconds, private_folder, request_from_json,
-                                                 request_to_json)
+from seamless_inference.engine.warm_link import LinkError, idle_seconds, private_folder
 
 sys.path.insert(0, str(ROOT / "bench"))
 from scene import make_scene  # noqa: E402 (the bench's scene maker)

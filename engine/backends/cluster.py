@@ -19,8 +19,8 @@ worker's own error (worker_error), never as Dask's.
 """
 
 import dataclasses
+import json
 import os
-import pickle  # nosec B403: parts of this client's own plan, sent to its workers (as Dask itself pickles them)
 import shutil
 import tempfile
 import time
@@ -32,6 +32,7 @@ from ..dependencies import import_distributed
 from ..errors import Cancelled, DependencyMissing, EngineError, source_field
 from ..model import SavedModel
 from ..paths import parts_folder
+from ..plan_json import plan_from_json, plan_to_json
 from ..planning import Plan, clip, runs, tiles
 from ..raster import gdal_session
 from ..reading import SourceReader
@@ -49,8 +50,9 @@ PACKAGE = __name__.split(".")[0]  # this plugin's package, as the workers must i
 PLUGINS_FOLDER = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Dask's scheduler unpickles every task it is given (distributed 2024.12 and later): a task naming this plugin's
 # function would need the plugin importable by the scheduler too, which `dask scheduler` as the README starts it
-# (or dask-jobqueue's) is not. A task is therefore the builtin eval of this fixed expression, the part pickled as
-# bytes: only the workers import the plugin, and a worker that cannot says so with its own ImportError.
+# (or dask-jobqueue's) is not. A task is therefore the builtin eval of this fixed expression, the part as JSON text
+# (engine.plan_json; never pickle: a worker turns only data into its plan): only the workers import the
+# plugin, and a worker that cannot says so with its own ImportError.
 TASK = "__import__('importlib').import_module(module).run_part(payload)"
 CHECK = "__import__('importlib').import_module(module).worker_check(paths)"
 
@@ -91,10 +93,11 @@ class DaskBackend:
                             f"{count} tile(s) of {plan.tile[0]} x {plan.tile[1]} px"
                             + (", parts written beside the output." if folder else ", blocks sent back here."))
                 stop = distributed.Event(f"seamless-stop-{uuid.uuid4().hex}", client=client)
-                run_id = uuid.uuid4().hex[:8]
-                futures = [client.submit(eval, TASK, {"module": __name__, "payload": pickle.dumps(
-                                             (plan, part, os.path.join(folder, f"part{index:05d}.tif") if folder
-                                              else None, stop.name))},
+                run_id, plan_json = uuid.uuid4().hex[:8], plan_to_json(plan)
+                futures = [client.submit(eval, TASK, {"module": __name__, "payload": json.dumps(
+                                             {"plan": plan_json, "part": part, "stop": stop.name,
+                                              "path": os.path.join(folder, f"part{index:05d}.tif") if folder
+                                              else None})},
                                          key=f"seamless-part-{run_id}-{index}", retries=2, pure=False)
                            for index, part in enumerate(parts)]
                 weights, where = [len(p) for p in parts], self.cluster
@@ -268,9 +271,12 @@ def worker_check(paths: list) -> list:
     return [path for path in paths if not os.path.exists(path)]
 
 
-def run_part(payload: bytes):
-    """On a worker: the part the client pickled (TASK), computed by compute_part."""
-    return compute_part(*pickle.loads(payload))  # nosec B301: the client's own plan, sent by Dask
+def run_part(payload: str):
+    """On a worker: the part the client sent as JSON (TASK: its plan, tiles, output part and stop event), computed
+    by compute_part."""
+    data = json.loads(payload)
+    return compute_part(plan_from_json(data["plan"]), [tuple(tile) for tile in data["part"]], data["path"],
+                        data["stop"])
 
 
 def _running(client) -> list:
