@@ -9,7 +9,7 @@ from .errors import EngineError
 from .measurement import from_json as measurement_of
 from .measurement import to_json as measurement_json
 from .planning import Plan
-from .request import request_from_json, request_to_json
+from .request import plain, request_from_json, request_to_json
 
 
 def plan_to_json(plan: Plan) -> dict:
@@ -25,20 +25,13 @@ def plan_to_json(plan: Plan) -> dict:
 def plan_from_json(data) -> Plan:
     """The plan from plan_to_json's form, JSON lists back to tuples; EngineError for anything else (a missing or
     unknown field, a value JSON does not hold, a damaged measurement)."""
-    def plain(value):
-        if isinstance(value, list):
-            return tuple(plain(v) for v in value)
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        raise EngineError(f"A plan read as JSON holds a value of type {type(value).__name__}.", "request")
-
     names = {f.name for f in fields(Plan)}
     if not isinstance(data, dict) or set(data) != names:
         raise EngineError("A plan read as JSON is not an object of Plan's fields "
                           f"({', '.join(sorted(set(data) ^ names)) if isinstance(data, dict) else 'not an object'}).",
                           "request")
     grids = {"request", "lattice", "out_x", "out_y", "reference_grid", "measurement"}
-    values = {k: plain(v) for k, v in data.items() if k not in grids}
+    values = {k: plain(v, "A plan") for k, v in data.items() if k not in grids}
     try:
         lattice = dict(data["lattice"])
         for key in ("sources_x", "sources_y"):

@@ -170,23 +170,27 @@ def request_to_json(request: InferenceRequest) -> dict:
     return dataclasses.asdict(request)
 
 
+def plain(value, what: str = "A request"):
+    """A value read as JSON as the engine's values hold it: lists as tuples, scalars as they are; an EngineError
+    for anything else (an object where a plain value belongs). `what` says whose value it is."""
+    if isinstance(value, list):
+        return tuple(plain(v, what) for v in value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise EngineError(f"{what} read as JSON holds a value of type {type(value).__name__}.", "request")
+
+
 def request_from_json(data: dict) -> InferenceRequest:
     """The request from `request_to_json`'s form, field by field: unknown fields are refused, lists become
     tuples, and InferenceRequest's and Source's own checks run on what came."""
-    def plain(value):
-        if isinstance(value, list):
-            return tuple(plain(v) for v in value)
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        raise EngineError(f"A request read as JSON holds a value of type {type(value).__name__}.", "request")
-
     def fields_of(kind, values) -> dict:
         if not isinstance(values, dict):
             raise EngineError(f"A request read as JSON has a {kind.__name__} that is not an object.", "request")
         known = {f.name for f in dataclasses.fields(kind)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise EngineError(f"A request read as JSON has unknown {kind.__name__} fields: {', '.join(unknown)}.", "request")
+            raise EngineError(f"A request read as JSON has unknown {kind.__name__} fields: "
+                              f"{', '.join(unknown)}.", "request")
         return values
 
     data = dict(fields_of(InferenceRequest, data))

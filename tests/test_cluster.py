@@ -12,13 +12,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 
 import numpy as np
 import pytest
 from conftest import MODEL, PAN, PLUGINS, ROOT, XS, qgis_process
 from osgeo import gdal
 
-from seamless_inference.engine import Cancelled, EngineError, InferenceRequest, Source, plan_inference, run_inference
+from seamless_inference.engine import (Cancelled, EngineError, InferenceRequest, Source, plan_inference,
+                                       run_inference)
 from seamless_inference.engine.backends.dask_local import stop_processes
 
 distributed = pytest.importorskip("distributed")
@@ -214,11 +216,8 @@ def test_a_result_lost_with_its_worker_after_it_was_done_is_waited_for_again(clu
         got.append(value)
         if not seen:  # while the first result is read: kill the worker that holds most of the others
             holders = client.who_has([f for f in futures if f.status == "finished"])
-            counts = {}
-            for addresses in holders.values():
-                for address in addresses:
-                    counts[address] = counts.get(address, 0) + 1
-            os.kill(pids[max(counts, key=counts.get)], signal.SIGKILL)
+            counts = Counter(address for addresses in holders.values() for address in addresses)
+            os.kill(pids[counts.most_common(1)[0][0]], signal.SIGKILL)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not seen:
                 seen.extend(f.key for f in futures if f.status in ("lost", "pending"))
